@@ -1,0 +1,87 @@
+//! The library's one error type. Each variant is something a user can act on; the binary adds
+//! context with `anyhow` and prints one line.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A data file or folder is missing, unreadable or malformed.
+    #[error("{path}: {msg}")]
+    Data { path: PathBuf, msg: String },
+
+    /// A data set that is fine on its own but cannot be used as asked (sizes that differ between
+    /// train and test, labels beyond the model's classes, an empty split, ...).
+    #[error("{0}")]
+    Dataset(String),
+
+    /// A setting (flag or config value) that is out of range or contradicts another.
+    #[error("{0}")]
+    Config(String),
+
+    /// Shapes that do not fit together (a bug in the caller, or a model file that contradicts
+    /// itself).
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+
+    /// A saved model or checkpoint that cannot be used.
+    #[error("{path}: {msg}")]
+    ModelFile { path: PathBuf, msg: String },
+
+    /// No GPU adapter could be found or opened.
+    #[error("no GPU adapter: {0} (use --backend cpu to train on the CPU)")]
+    NoAdapter(String),
+
+    /// A buffer or dispatch that exceeds the adapter's limits.
+    #[error(
+        "{what} needs {needed} but the adapter's limit {limit} is {max}; try a smaller --batch-size or --backend cpu"
+    )]
+    DeviceLimit {
+        what: String,
+        limit: &'static str,
+        needed: u64,
+        max: u64,
+    },
+
+    /// The GPU failed while running (device lost, out of memory, validation error).
+    #[error("GPU error: {0}")]
+    Device(String),
+
+    /// Training diverged: a loss or parameter became NaN or infinite.
+    #[error(
+        "training diverged at epoch {epoch}, step {step}: {what} is not finite; try a lower --lr"
+    )]
+    Diverged {
+        epoch: usize,
+        step: usize,
+        what: String,
+    },
+
+    /// Training was interrupted (Ctrl-C) after a consistent step.
+    #[error("interrupted")]
+    Interrupted,
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn data(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Data {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
