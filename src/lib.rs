@@ -1,7 +1,16 @@
 //! wgtrain: train MLPs on any GPU with WGSL compute shaders, with an ndarray CPU reference.
+//!
+//! The layout follows the architecture: [`data`] reads data sets; [`model`] describes a model
+//! and plans it on a [`backend`]; [`optim`] holds optimizer settings; [`train`] runs epochs on
+//! any backend; [`cli`] is the command line.
 
+pub mod backend;
+pub mod cli;
 pub mod data;
 pub mod error;
+pub mod model;
+pub mod optim;
 pub mod rng;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -136,7 +136,9 @@ mod tests {
     #[test]
     fn hash_unit_is_uniformish() {
         let n = 100_000u32;
-        let below_half = (0..n).filter(|&i| hash_to_unit(hash3(1, 2, i)) < 0.5).count();
+        let below_half = (0..n)
+            .filter(|&i| hash_to_unit(hash3(1, 2, i)) < 0.5)
+            .count();
         let frac = below_half as f64 / n as f64;
         assert!((frac - 0.5).abs() < 0.01, "{frac}");
     }

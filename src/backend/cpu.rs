@@ -1,0 +1,691 @@
+//! The CPU backend: the readable reference every GPU kernel is tested against.
+//!
+//! Allocations are plain vectors; matrix products go through ndarray (matrixmultiply's blocked
+//! SIMD GEMM, threaded over the cores); everything else is a plain loop over slices.
+
+use super::{ACC_LEN, Backend, Buf, DType, MatmulDims, STATS_PER_ROW, UpdateParams};
+use crate::model::{Activation, LEAKY_SLOPE, LossKind};
+use crate::optim::OptimizerKind;
+use crate::rng::{hash_to_unit, hash3};
+use crate::{Error, Result};
+use ndarray::{ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
+
+enum Store {
+    F32(Vec<f32>),
+    U32(Vec<u32>),
+    U8(Vec<u8>),
+}
+
+#[derive(Default)]
+pub struct CpuBackend {
+    stores: Vec<Store>,
+}
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        CpuBackend::default()
+    }
+
+    fn f32s(&self, b: Buf) -> &[f32] {
+        match &self.stores[b.id as usize] {
+            Store::F32(v) => &v[range(b)],
+            _ => panic!("buffer {} is not f32", b.id),
+        }
+    }
+
+    fn u32s(&self, b: Buf) -> &[u32] {
+        match &self.stores[b.id as usize] {
+            Store::U32(v) => &v[range(b)],
+            _ => panic!("buffer {} is not u32", b.id),
+        }
+    }
+
+    fn f32s_mut(&mut self, b: Buf) -> &mut [f32] {
+        match &mut self.stores[b.id as usize] {
+            Store::F32(v) => &mut v[range(b)],
+            _ => panic!("buffer {} is not f32", b.id),
+        }
+    }
+
+    /// Takes the f32 allocation behind `b` out of the arena so it can be written while other
+    /// allocations are read; [`Self::put`] returns it. Destinations never share an allocation
+    /// with a source (checked by the callers' asserts).
+    fn take(&mut self, b: Buf) -> Vec<f32> {
+        match std::mem::replace(&mut self.stores[b.id as usize], Store::F32(Vec::new())) {
+            Store::F32(v) => v,
+            _ => panic!("buffer {} is not f32", b.id),
+        }
+    }
+
+    fn put(&mut self, b: Buf, v: Vec<f32>) {
+        self.stores[b.id as usize] = Store::F32(v);
+    }
+
+    /// Runs `f(sources..., destination)` with the destination's allocation taken out.
+    fn with_dst<R>(&mut self, dst: Buf, f: impl FnOnce(&Self, &mut [f32]) -> R) -> R {
+        let mut v = self.take(dst);
+        let r = f(self, &mut v[range(dst)]);
+        self.put(dst, v);
+        r
+    }
+}
+
+fn range(b: Buf) -> std::ops::Range<usize> {
+    b.offset as usize..(b.offset + b.len) as usize
+}
+
+fn distinct(dst: Buf, srcs: &[Buf]) {
+    for s in srcs {
+        assert_ne!(
+            dst.id, s.id,
+            "destination shares an allocation with a source"
+        );
+    }
+}
+
+fn check_len(what: &str, b: Buf, need: usize) -> Result<()> {
+    if b.len() < need {
+        return Err(Error::Shape(format!(
+            "{what} has {} elements, needs {need}",
+            b.len
+        )));
+    }
+    Ok(())
+}
+
+/// `sign(x)` with `sign(0) = 0`, as WGSL's `sign`.
+fn sign0(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+/// Index of the first maximum of a row.
+pub(crate) fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (j, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = j;
+        }
+    }
+    best
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Row-wise softmax in place, stable (subtracts the row max).
+pub(crate) fn softmax_row(row: &mut [f32]) {
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut s = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - m).exp();
+        s += *v;
+    }
+    for v in row.iter_mut() {
+        *v /= s;
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn adapter(&self) -> Option<String> {
+        None
+    }
+
+    fn alloc(&mut self, dtype: DType, len: usize, _label: &str) -> Result<Buf> {
+        let id = self.stores.len() as u32;
+        self.stores.push(match dtype {
+            DType::F32 => Store::F32(vec![0.0; len]),
+            DType::U32 => Store::U32(vec![0; len]),
+            DType::U8 => Store::U8(vec![0; len]),
+        });
+        Ok(Buf {
+            id,
+            offset: 0,
+            len: u32::try_from(len)
+                .map_err(|_| Error::Shape(format!("allocation of {len} elements")))?,
+            dtype,
+        })
+    }
+
+    fn write_f32(&mut self, dst: Buf, data: &[f32]) -> Result<()> {
+        check_len("write destination", dst, data.len())?;
+        self.f32s_mut(dst)[..data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn write_u32(&mut self, dst: Buf, data: &[u32]) -> Result<()> {
+        check_len("write destination", dst, data.len())?;
+        match &mut self.stores[dst.id as usize] {
+            Store::U32(v) => v[range(dst)][..data.len()].copy_from_slice(data),
+            _ => panic!("buffer {} is not u32", dst.id),
+        }
+        Ok(())
+    }
+
+    fn write_u8(&mut self, dst: Buf, data: &[u8]) -> Result<()> {
+        check_len("write destination", dst, data.len())?;
+        match &mut self.stores[dst.id as usize] {
+            Store::U8(v) => v[range(dst)][..data.len()].copy_from_slice(data),
+            _ => panic!("buffer {} is not u8", dst.id),
+        }
+        Ok(())
+    }
+
+    fn read_f32(&mut self, src: Buf) -> Result<Vec<f32>> {
+        Ok(self.f32s(src).to_vec())
+    }
+
+    fn read_u32(&mut self, src: Buf) -> Result<Vec<u32>> {
+        Ok(self.u32s(src).to_vec())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn fill(&mut self, dst: Buf, value: f32) -> Result<()> {
+        self.f32s_mut(dst).fill(value);
+        Ok(())
+    }
+
+    // src: (_, cols) U8 or F32, idx: (rows,) -> dst: (rows, cols)
+    fn gather_rows(
+        &mut self,
+        src: Buf,
+        idx: Buf,
+        rows: usize,
+        cols: usize,
+        (a, b): (f32, f32),
+        dst: Buf,
+    ) -> Result<()> {
+        check_len("gather index", idx, rows)?;
+        check_len("gather destination", dst, rows * cols)?;
+        distinct(dst, &[src]);
+        self.with_dst(dst, |me, out| {
+            let idx = me.u32s(idx);
+            for (r, o) in out.chunks_exact_mut(cols).take(rows).enumerate() {
+                let s = idx[r] as usize * cols;
+                match &me.stores[src.id as usize] {
+                    Store::U8(v) => {
+                        let row = &v[src.offset as usize + s..][..cols];
+                        for (o, &p) in o.iter_mut().zip(row) {
+                            *o = a * p as f32 + b;
+                        }
+                    }
+                    Store::F32(v) => {
+                        let row = &v[src.offset as usize + s..][..cols];
+                        for (o, &p) in o.iter_mut().zip(row) {
+                            *o = a * p + b;
+                        }
+                    }
+                    Store::U32(_) => panic!("gather_rows from a u32 buffer"),
+                }
+            }
+        });
+        Ok(())
+    }
+
+    // src: (_,) idx: (rows,) -> dst: (rows,)
+    fn gather_labels(&mut self, src: Buf, idx: Buf, rows: usize, dst: Buf) -> Result<()> {
+        check_len("gather index", idx, rows)?;
+        check_len("label destination", dst, rows)?;
+        let out: Vec<u32> = {
+            let (s, i) = (self.u32s(src), self.u32s(idx));
+            i[..rows].iter().map(|&k| s[k as usize]).collect()
+        };
+        self.write_u32(dst, &out)
+    }
+
+    // a: (m, k) | (k, m)ᵀ, b: (k, n) | (n, k)ᵀ, bias: (n,) -> c: (m, n)
+    fn matmul(&mut self, a: Buf, b: Buf, bias: Option<Buf>, c: Buf, d: MatmulDims) -> Result<()> {
+        let MatmulDims { m, k, n, .. } = d;
+        check_len("matmul a", a, m * k)?;
+        check_len("matmul b", b, k * n)?;
+        check_len("matmul c", c, m * n)?;
+        distinct(c, &[a, b]);
+        self.with_dst(c, |me, out| {
+            let a = me.f32s(a);
+            let b = me.f32s(b);
+            let av = if d.trans_a {
+                ArrayView2::from_shape((k, m), &a[..m * k]).map(|v| v.reversed_axes())
+            } else {
+                ArrayView2::from_shape((m, k), &a[..m * k])
+            }
+            .expect("shape checked above");
+            let bv = if d.trans_b {
+                ArrayView2::from_shape((n, k), &b[..k * n]).map(|v| v.reversed_axes())
+            } else {
+                ArrayView2::from_shape((k, n), &b[..k * n])
+            }
+            .expect("shape checked above");
+            let mut cv =
+                ArrayViewMut2::from_shape((m, n), &mut out[..m * n]).expect("shape checked above");
+            let beta = match bias {
+                Some(bias) => {
+                    let bias = &me.f32s(bias)[..n];
+                    for mut row in cv.rows_mut() {
+                        row.as_slice_mut()
+                            .expect("rows are contiguous")
+                            .copy_from_slice(bias);
+                    }
+                    1.0
+                }
+                None => 0.0,
+            };
+            general_mat_mul(1.0, &av, &bv, beta, &mut cv);
+        });
+        Ok(())
+    }
+
+    // a: (rows, cols) -> out: (cols,)
+    fn col_sum(&mut self, a: Buf, rows: usize, cols: usize, out: Buf) -> Result<()> {
+        check_len("col_sum input", a, rows * cols)?;
+        check_len("col_sum output", out, cols)?;
+        distinct(out, &[a]);
+        self.with_dst(out, |me, out| {
+            let out = &mut out[..cols];
+            out.fill(0.0);
+            for row in me.f32s(a)[..rows * cols].chunks_exact(cols) {
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o += v;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    // x: (rows, cols) -> y: (rows, cols), possibly in place
+    fn act_forward(
+        &mut self,
+        act: Activation,
+        x: Buf,
+        y: Buf,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        let n = rows * cols;
+        check_len("activation input", x, n)?;
+        check_len("activation output", y, n)?;
+        let src: Vec<f32> = if x == y {
+            Vec::new()
+        } else {
+            distinct(y, &[x]);
+            self.f32s(x)[..n].to_vec()
+        };
+        let out = &mut self.f32s_mut(y)[..n];
+        if x != y {
+            out.copy_from_slice(&src);
+        }
+        match act {
+            Activation::Relu => out.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::LeakyRelu => out
+                .iter_mut()
+                .for_each(|v| *v = if *v > 0.0 { *v } else { LEAKY_SLOPE * *v }),
+            Activation::Sigmoid => out.iter_mut().for_each(|v| *v = sigmoid(*v)),
+            Activation::Tanh => out.iter_mut().for_each(|v| *v = v.tanh()),
+            Activation::Softmax => out.chunks_exact_mut(cols).for_each(softmax_row),
+            Activation::Linear => {}
+        }
+        Ok(())
+    }
+
+    // y, dy: (rows, cols) -> dx: (rows, cols); dx may alias dy
+    fn act_backward(
+        &mut self,
+        act: Activation,
+        y: Buf,
+        dy: Buf,
+        dx: Buf,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        let n = rows * cols;
+        check_len("activation output", y, n)?;
+        check_len("activation grad", dy, n)?;
+        check_len("activation input grad", dx, n)?;
+        distinct(dx, &[y]);
+        let g: Vec<f32> = self.f32s(dy)[..n].to_vec();
+        self.with_dst(dx, |me, dx| {
+            let y = &me.f32s(y)[..n];
+            let dx = &mut dx[..n];
+            match act {
+                Activation::Relu => {
+                    for i in 0..n {
+                        dx[i] = if y[i] > 0.0 { g[i] } else { 0.0 };
+                    }
+                }
+                Activation::LeakyRelu => {
+                    for i in 0..n {
+                        dx[i] = if y[i] > 0.0 { g[i] } else { LEAKY_SLOPE * g[i] };
+                    }
+                }
+                Activation::Sigmoid => {
+                    for i in 0..n {
+                        dx[i] = g[i] * y[i] * (1.0 - y[i]);
+                    }
+                }
+                Activation::Tanh => {
+                    for i in 0..n {
+                        dx[i] = g[i] * (1.0 - y[i] * y[i]);
+                    }
+                }
+                Activation::Softmax => {
+                    // dx = y ⊙ (dy - Σ_j dy_j y_j), the Jacobian-vector product per row.
+                    for r in 0..rows {
+                        let s = r * cols..(r + 1) * cols;
+                        let dot: f32 = g[s.clone()]
+                            .iter()
+                            .zip(&y[s.clone()])
+                            .map(|(a, b)| a * b)
+                            .sum();
+                        for i in s {
+                            dx[i] = y[i] * (g[i] - dot);
+                        }
+                    }
+                }
+                Activation::Linear => dx.copy_from_slice(&g),
+            }
+        });
+        Ok(())
+    }
+
+    // x -> y, mask: (n,)
+    fn dropout_forward(
+        &mut self,
+        x: Buf,
+        y: Buf,
+        mask: Buf,
+        n: usize,
+        p: f32,
+        seed: u32,
+        stream: u32,
+    ) -> Result<()> {
+        check_len("dropout input", x, n)?;
+        check_len("dropout output", y, n)?;
+        check_len("dropout mask", mask, n)?;
+        distinct(mask, &[x, y]);
+        distinct(y, &[x]);
+        let keep = 1.0 / (1.0 - p);
+        let src = self.f32s(x)[..n].to_vec();
+        self.with_dst(mask, |_, m| {
+            for (i, m) in m[..n].iter_mut().enumerate() {
+                *m = if hash_to_unit(hash3(seed, stream, i as u32)) >= p {
+                    keep
+                } else {
+                    0.0
+                };
+            }
+        });
+        self.f32s_mut(y)[..n].copy_from_slice(&src);
+        self.mul_inplace(y, mask, n)
+    }
+
+    // x, mask: (n,)
+    fn mul_inplace(&mut self, x: Buf, mask: Buf, n: usize) -> Result<()> {
+        check_len("mul input", x, n)?;
+        check_len("mul mask", mask, n)?;
+        distinct(x, &[mask]);
+        self.with_dst(x, |me, x| {
+            for (v, &m) in x[..n].iter_mut().zip(&me.f32s(mask)[..n]) {
+                *v *= m;
+            }
+        });
+        Ok(())
+    }
+
+    // out, grad: (rows, cols); targets: (rows,) u32 or (rows, cols) f32 -> stats: (rows, 2)
+    fn loss(
+        &mut self,
+        kind: LossKind,
+        out: Buf,
+        targets: Buf,
+        rows: usize,
+        cols: usize,
+        grad: Option<Buf>,
+        stats: Buf,
+    ) -> Result<()> {
+        let n = rows * cols;
+        check_len("loss input", out, n)?;
+        check_len("loss stats", stats, rows * STATS_PER_ROW)?;
+        if let Some(g) = grad {
+            check_len("loss grad", g, n)?;
+            distinct(g, &[out, targets, stats]);
+        }
+        distinct(stats, &[out, targets]);
+        let mut g = grad.map(|g| self.take(g));
+        let mut st = self.take(stats);
+        {
+            let z = &self.f32s(out)[..n];
+            let gs = g.as_mut().zip(grad).map(|(v, b)| &mut v[range(b)][..n]);
+            let st = &mut st[range(stats)][..rows * STATS_PER_ROW];
+            let scale = 1.0 / rows as f32;
+            if kind.is_classification() {
+                let labels = &self.u32s(targets)[..rows];
+                loss_classes(kind, z, labels, cols, scale, gs, st);
+            } else {
+                check_len("loss targets", targets, n)?;
+                let t = &self.f32s(targets)[..n];
+                loss_values(kind, z, t, cols, scale, gs, st);
+            }
+        }
+        if let (Some(v), Some(b)) = (g, grad) {
+            self.put(b, v);
+        }
+        self.put(stats, st);
+        Ok(())
+    }
+
+    // stats: (rows, 2) -> acc: (3,) accumulated
+    fn accumulate_stats(&mut self, stats: Buf, rows: usize, acc: Buf) -> Result<()> {
+        check_len("stats", stats, rows * STATS_PER_ROW)?;
+        check_len("accumulator", acc, ACC_LEN)?;
+        distinct(acc, &[stats]);
+        self.with_dst(acc, |me, acc| {
+            let (mut l, mut m) = (0.0f32, 0.0f32);
+            for s in me.f32s(stats)[..rows * STATS_PER_ROW].chunks_exact(STATS_PER_ROW) {
+                l += s[0];
+                m += s[1];
+            }
+            acc[0] += l;
+            acc[1] += m;
+            acc[2] += rows as f32;
+        });
+        Ok(())
+    }
+
+    // param, grad: (n,)
+    fn regularize(&mut self, param: Buf, grad: Buf, l1: f32, l2: f32) -> Result<()> {
+        check_len("regularized grad", grad, param.len())?;
+        distinct(grad, &[param]);
+        self.with_dst(grad, |me, g| {
+            for (g, &p) in g.iter_mut().zip(me.f32s(param)) {
+                *g += l1 * sign0(p) + 2.0 * l2 * p;
+            }
+        });
+        Ok(())
+    }
+
+    // params, grads, state1, state2: (n,)
+    fn update(
+        &mut self,
+        params: Buf,
+        grads: Buf,
+        state1: Buf,
+        state2: Buf,
+        u: &UpdateParams,
+    ) -> Result<()> {
+        let n = params.len();
+        for (what, b) in [("grads", grads), ("state1", state1), ("state2", state2)] {
+            check_len(what, b, n)?;
+        }
+        distinct(params, &[grads, state1, state2]);
+        distinct(state1, &[grads, state2]);
+        let mut p = self.take(params);
+        let mut s1 = self.take(state1);
+        let mut s2 = self.take(state2);
+        {
+            let g = &self.f32s(grads)[..n];
+            let p = &mut p[range(params)];
+            let s1 = &mut s1[range(state1)];
+            let s2 = &mut s2[range(state2)];
+            update_slices(u, p, g, s1, s2);
+        }
+        self.put(params, p);
+        self.put(state1, s1);
+        self.put(state2, s2);
+        Ok(())
+    }
+}
+
+/// Per-row class losses. z, grad: (rows, cols), labels: (rows,) -> stats: (rows, 2)
+fn loss_classes(
+    kind: LossKind,
+    z: &[f32],
+    labels: &[u32],
+    cols: usize,
+    scale: f32,
+    mut grad: Option<&mut [f32]>,
+    stats: &mut [f32],
+) {
+    for (r, zr) in z.chunks_exact(cols).enumerate() {
+        let label = labels[r] as usize;
+        let (loss, correct) = match kind {
+            LossKind::SoftmaxCrossEntropy => {
+                let m = zr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let sum: f32 = zr.iter().map(|&v| (v - m).exp()).sum();
+                let lse = m + sum.ln();
+                if let Some(g) = grad.as_deref_mut() {
+                    for (j, g) in g[r * cols..(r + 1) * cols].iter_mut().enumerate() {
+                        let p = (zr[j] - lse).exp();
+                        *g = (p - if j == label { 1.0 } else { 0.0 }) * scale;
+                    }
+                }
+                (lse - zr[label.min(cols - 1)], argmax(zr) == label)
+            }
+            LossKind::SigmoidBce => {
+                // With one output the label is the target bit; with several, one-hot.
+                let target = |j: usize| {
+                    if cols == 1 {
+                        label as f32
+                    } else if j == label {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                };
+                let mut loss = 0.0;
+                for (j, &v) in zr.iter().enumerate() {
+                    let t = target(j);
+                    // Stable: max(z,0) - z·t + ln(1 + e^-|z|).
+                    loss += v.max(0.0) - v * t + (-v.abs()).exp().ln_1p();
+                    if let Some(g) = grad.as_deref_mut() {
+                        g[r * cols + j] = (sigmoid(v) - t) * scale / cols as f32;
+                    }
+                }
+                let correct = if cols == 1 {
+                    (zr[0] > 0.0) == (label == 1)
+                } else {
+                    argmax(zr) == label
+                };
+                (loss / cols as f32, correct)
+            }
+            LossKind::Mse | LossKind::Mae => unreachable!("regression loss given class labels"),
+        };
+        stats[r * 2] = loss;
+        stats[r * 2 + 1] = if correct { 1.0 } else { 0.0 };
+    }
+}
+
+/// Per-row regression losses. y, t, grad: (rows, cols) -> stats: (rows, 2)
+fn loss_values(
+    kind: LossKind,
+    y: &[f32],
+    t: &[f32],
+    cols: usize,
+    scale: f32,
+    mut grad: Option<&mut [f32]>,
+    stats: &mut [f32],
+) {
+    let per = scale / cols as f32;
+    for (r, (yr, tr)) in y.chunks_exact(cols).zip(t.chunks_exact(cols)).enumerate() {
+        let (mut sq, mut abs) = (0.0, 0.0);
+        for j in 0..cols {
+            let e = yr[j] - tr[j];
+            sq += e * e;
+            abs += e.abs();
+            if let Some(g) = grad.as_deref_mut() {
+                g[r * cols + j] = match kind {
+                    LossKind::Mse => 2.0 * e * per,
+                    _ => sign0(e) * per,
+                };
+            }
+        }
+        let loss = match kind {
+            LossKind::Mse => sq,
+            LossKind::Mae => abs,
+            _ => unreachable!("class loss given regression targets"),
+        };
+        stats[r * 2] = loss / cols as f32;
+        stats[r * 2 + 1] = abs / cols as f32;
+    }
+}
+
+/// The optimizer rules, element by element. p, g, s1, s2: (n,)
+fn update_slices(u: &UpdateParams, p: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32]) {
+    let lr = u.lr;
+    match u.kind {
+        OptimizerKind::Sgd => {
+            // PyTorch's rule: buf = μ·buf + g; step along buf (or g + μ·buf for Nesterov).
+            for i in 0..p.len() {
+                let step = if u.momentum > 0.0 {
+                    s1[i] = u.momentum * s1[i] + g[i];
+                    if u.nesterov {
+                        g[i] + u.momentum * s1[i]
+                    } else {
+                        s1[i]
+                    }
+                } else {
+                    g[i]
+                };
+                p[i] -= lr * step;
+            }
+        }
+        OptimizerKind::Adagrad => {
+            for i in 0..p.len() {
+                s1[i] += g[i] * g[i];
+                p[i] -= lr * g[i] / (s1[i].sqrt() + u.eps);
+            }
+        }
+        OptimizerKind::Rmsprop => {
+            let rho = u.beta2;
+            for i in 0..p.len() {
+                s1[i] = rho * s1[i] + (1.0 - rho) * g[i] * g[i];
+                p[i] -= lr * g[i] / (s1[i].sqrt() + u.eps);
+            }
+        }
+        OptimizerKind::Adam | OptimizerKind::Adamw => {
+            let decay = if u.kind == OptimizerKind::Adamw {
+                1.0 - lr * u.weight_decay
+            } else {
+                1.0
+            };
+            for i in 0..p.len() {
+                s1[i] = u.beta1 * s1[i] + (1.0 - u.beta1) * g[i];
+                s2[i] = u.beta2 * s2[i] + (1.0 - u.beta2) * g[i] * g[i];
+                let m_hat = s1[i] / u.bias_correction1;
+                let v_hat = s2[i] / u.bias_correction2;
+                p[i] = p[i] * decay - lr * m_hat / (v_hat.sqrt() + u.eps);
+            }
+        }
+    }
+}

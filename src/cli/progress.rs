@@ -1,0 +1,115 @@
+//! Progress display for training: an indicatif bar per epoch and one line after each.
+
+use crate::model::Task;
+use crate::train::{EpochReport, Metrics, Observer};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::time::Duration;
+
+pub struct Console {
+    pub task: Task,
+    pub epochs: usize,
+    /// "test" or "val".
+    pub eval_name: &'static str,
+    pub quiet: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl Console {
+    pub fn new(task: Task, epochs: usize, eval_name: &'static str, quiet: bool) -> Self {
+        Console {
+            task,
+            epochs,
+            eval_name,
+            quiet,
+            bar: None,
+        }
+    }
+
+    fn metric_name(&self) -> &'static str {
+        match self.task {
+            Task::Classification => "acc",
+            Task::Regression => "mae",
+        }
+    }
+
+    fn fmt_metric(&self, v: f64) -> String {
+        match self.task {
+            Task::Classification => format!("{:.2}%", 100.0 * v),
+            Task::Regression => format!("{v:.4}"),
+        }
+    }
+}
+
+impl Observer for Console {
+    fn epoch_start(&mut self, epoch: usize, rows: usize) {
+        if self.quiet {
+            return;
+        }
+        // indicatif draws nothing when stderr is not a terminal, so logs stay clean.
+        let bar = ProgressBar::with_draw_target(Some(rows as u64), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:28.cyan/blue}] {pos}/{len} {msg} {per_sec} ETA {eta}",
+            )
+            .expect("the template is valid")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("epoch {epoch}/{}", self.epochs));
+        self.bar = Some(bar);
+    }
+
+    fn step(&mut self, rows_done: usize, live: Option<Metrics>) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(rows_done as u64);
+            if let Some(m) = live {
+                bar.set_message(format!(
+                    "loss {:.4} {} {}",
+                    m.loss,
+                    self.metric_name(),
+                    self.fmt_metric(m.metric)
+                ));
+            }
+        }
+    }
+
+    fn epoch_end(&mut self, r: &EpochReport) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if self.quiet {
+            return;
+        }
+        let width = self.epochs.to_string().len();
+        let mut line = format!(
+            "epoch {:>width$}/{}  loss {:.4}",
+            r.epoch, self.epochs, r.train_loss
+        );
+        if r.reg_loss > 0.0 {
+            line += &format!(" (+reg {:.4})", r.reg_loss);
+        }
+        line += &format!(
+            "  train {} {}",
+            self.metric_name(),
+            self.fmt_metric(r.train_metric)
+        );
+        if let Some(e) = r.eval {
+            line += &format!(
+                "  {} loss {:.4} {} {}",
+                self.eval_name,
+                e.loss,
+                self.metric_name(),
+                self.fmt_metric(e.metric)
+            );
+        }
+        line += &format!("  {:.2} s  {:.0} samples/s", r.seconds, r.samples_per_sec);
+        println!("{line}");
+    }
+
+    fn refresh(&self) -> Duration {
+        if self.quiet {
+            Duration::MAX
+        } else {
+            Duration::from_millis(250)
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! What a model is, independent of any backend: a sequence of layers and a loss.
+
+use crate::data::Scale;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Slope of LeakyReLU for negative inputs.
+pub const LEAKY_SLOPE: f32 = 0.01;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    Relu,
+    LeakyRelu,
+    Sigmoid,
+    Tanh,
+    /// Row-wise softmax.
+    Softmax,
+    /// The identity.
+    Linear,
+}
+
+impl Activation {
+    /// He initialisation suits the ReLU family; Xavier the others.
+    pub fn wants_he_init(self) -> bool {
+        matches!(self, Activation::Relu | Activation::LeakyRelu)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// Softmax output fused with categorical cross-entropy.
+    #[value(name = "cross-entropy", alias = "ce", alias = "softmax-ce")]
+    SoftmaxCrossEntropy,
+    /// Sigmoid output fused with binary cross-entropy (one-vs-all for several classes).
+    #[value(name = "bce", alias = "binary-cross-entropy")]
+    SigmoidBce,
+    /// Mean squared error on a linear output.
+    Mse,
+    /// Mean absolute error on a linear output.
+    Mae,
+}
+
+impl LossKind {
+    /// Class losses take `U32` labels; regression losses take `F32` targets.
+    pub fn is_classification(self) -> bool {
+        matches!(self, LossKind::SoftmaxCrossEntropy | LossKind::SigmoidBce)
+    }
+
+    /// The activation applied to the logits at prediction time.
+    pub fn output_activation(self) -> Activation {
+        match self {
+            LossKind::SoftmaxCrossEntropy => Activation::Softmax,
+            LossKind::SigmoidBce => Activation::Sigmoid,
+            LossKind::Mse | LossKind::Mae => Activation::Linear,
+        }
+    }
+}
+
+/// Classification or regression, from the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    Classification,
+    Regression,
+}
+
+/// One layer of the sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Layer {
+    /// `y = x · Wᵀ + b`, W: (outputs, inputs) as in PyTorch's `nn.Linear`.
+    Dense {
+        inputs: usize,
+        outputs: usize,
+    },
+    Activation {
+        activation: Activation,
+    },
+    /// Inverted dropout with drop probability `p`; the identity at evaluation.
+    Dropout {
+        p: f32,
+    },
+}
+
+/// A whole model: enough to rebuild it, train it and use it for prediction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub layers: Vec<Layer>,
+    pub loss: LossKind,
+    pub task: Task,
+    /// `(height, width)` of image inputs, `(1, inputs)` otherwise.
+    pub input_shape: (usize, usize),
+    pub scale: Scale,
+    pub class_names: Option<Vec<String>>,
+}
+
+impl ModelSpec {
+    /// The usual MLP: Dense + activation (+ dropout) per hidden size, then a Dense output layer
+    /// whose activation is the loss's (fused into the loss op).
+    pub fn mlp(
+        inputs: usize,
+        hidden: &[usize],
+        outputs: usize,
+        activation: Activation,
+        dropout: f32,
+        loss: LossKind,
+    ) -> Result<ModelSpec> {
+        if inputs == 0 || outputs == 0 {
+            return Err(Error::Config(format!(
+                "a model needs at least one input and one output (got {inputs} and {outputs})"
+            )));
+        }
+        if let Some(pos) = hidden.iter().position(|&h| h == 0) {
+            return Err(Error::Config(format!(
+                "hidden layer {} has size 0; every --hidden size must be at least 1",
+                pos + 1
+            )));
+        }
+        if !(0.0..1.0).contains(&dropout) {
+            return Err(Error::Config(format!(
+                "--dropout must be in [0, 1), got {dropout}"
+            )));
+        }
+        let mut layers = Vec::new();
+        let mut width = inputs;
+        for &h in hidden {
+            layers.push(Layer::Dense {
+                inputs: width,
+                outputs: h,
+            });
+            layers.push(Layer::Activation { activation });
+            if dropout > 0.0 {
+                layers.push(Layer::Dropout { p: dropout });
+            }
+            width = h;
+        }
+        layers.push(Layer::Dense {
+            inputs: width,
+            outputs,
+        });
+        let task = if loss.is_classification() {
+            Task::Classification
+        } else {
+            Task::Regression
+        };
+        Ok(ModelSpec {
+            layers,
+            loss,
+            task,
+            input_shape: (1, inputs),
+            scale: Scale::ZeroOne,
+            class_names: None,
+        })
+    }
+
+    pub fn inputs(&self) -> usize {
+        self.layers
+            .iter()
+            .find_map(|l| match l {
+                Layer::Dense { inputs, .. } => Some(*inputs),
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.layers
+            .iter()
+            .rev()
+            .find_map(|l| match l {
+                Layer::Dense { outputs, .. } => Some(*outputs),
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+
+    /// Trainable parameters (weights and biases).
+    pub fn parameter_count(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| match l {
+                Layer::Dense { inputs, outputs } => inputs * outputs + outputs,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// The activation that follows the Dense layer at `index`, used to pick its initialisation.
+    pub fn activation_after(&self, index: usize) -> Activation {
+        self.layers[index + 1..]
+            .iter()
+            .find_map(|l| match l {
+                Layer::Activation { activation } => Some(*activation),
+                Layer::Dense { .. } => Some(self.loss.output_activation()),
+                Layer::Dropout { .. } => None,
+            })
+            .unwrap_or(self.loss.output_activation())
+    }
+
+    /// Checks the sequence is well formed: it starts and ends with Dense layers whose sizes
+    /// chain, and dropout probabilities are in range.
+    pub fn validate(&self) -> Result<()> {
+        let mut width: Option<usize> = None;
+        for (i, l) in self.layers.iter().enumerate() {
+            match *l {
+                Layer::Dense { inputs, outputs } => {
+                    if inputs == 0 || outputs == 0 {
+                        return Err(Error::Shape(format!("layer {i} has a zero size")));
+                    }
+                    if let Some(w) = width
+                        && w != inputs
+                    {
+                        return Err(Error::Shape(format!(
+                            "layer {i} takes {inputs} inputs but the layer before gives {w}"
+                        )));
+                    }
+                    width = Some(outputs);
+                }
+                Layer::Dropout { p } if !(0.0..1.0).contains(&p) => {
+                    return Err(Error::Shape(format!(
+                        "layer {i}: dropout {p} is outside [0, 1)"
+                    )));
+                }
+                _ if width.is_none() => {
+                    return Err(Error::Shape("the first layer must be Dense".into()));
+                }
+                _ => {}
+            }
+        }
+        if !matches!(self.layers.last(), Some(Layer::Dense { .. })) {
+            return Err(Error::Shape("the last layer must be Dense".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,263 @@
+//! Training and evaluation, written once for every backend: the data set is uploaded once, each
+//! epoch uploads one shuffled index list, each step records ops, and metrics are read back only
+//! when asked for.
+
+mod fit;
+mod resident;
+
+pub use fit::{EpochReport, Observer, Silent, fit};
+pub use resident::ResidentData;
+
+use crate::backend::{Backend, Buf};
+use crate::data::Dataset;
+use crate::model::{ModelSpec, Network, ParamLayout, init_params};
+use crate::optim::OptimizerConfig;
+use crate::rng::Rng;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// L1 and L2 penalty strengths, for weights and biases separately.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Regularization {
+    pub l1_weights: f32,
+    pub l2_weights: f32,
+    pub l1_biases: f32,
+    pub l2_biases: f32,
+}
+
+impl Regularization {
+    pub fn is_zero(&self) -> bool {
+        *self == Regularization::default()
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("--l1", self.l1_weights),
+            ("--l2", self.l2_weights),
+            ("--l1-bias", self.l1_biases),
+            ("--l2-bias", self.l2_biases),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::Config(format!(
+                    "{name} must be a finite number >= 0, got {v}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The penalty `Σ l1·|w| + l2·w²` over weights and biases of the flat parameters.
+    pub fn penalty(&self, layout: &ParamLayout, params: &[f32]) -> f64 {
+        if self.is_zero() {
+            return 0.0;
+        }
+        let term = |v: &[f32], l1: f32, l2: f32| -> f64 {
+            v.iter()
+                .map(|&x| l1 as f64 * (x as f64).abs() + l2 as f64 * (x as f64).powi(2))
+                .sum()
+        };
+        layout
+            .slots
+            .iter()
+            .map(|s| {
+                let w = &params[s.weight_offset..s.weight_offset + s.inputs * s.outputs];
+                let b = &params[s.bias_offset..s.bias_offset + s.outputs];
+                term(w, self.l1_weights, self.l2_weights) + term(b, self.l1_biases, self.l2_biases)
+            })
+            .sum()
+    }
+}
+
+/// Mean loss and metric over the rows seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Mean data loss per row.
+    pub loss: f64,
+    /// Accuracy (0..1) for classification, mean absolute error for regression.
+    pub metric: f64,
+    pub rows: usize,
+}
+
+impl Metrics {
+    fn from_acc(acc: &[f32]) -> Metrics {
+        let rows = acc[2].round() as usize;
+        let n = rows.max(1) as f64;
+        Metrics {
+            loss: acc[0] as f64 / n,
+            metric: acc[1] as f64 / n,
+            rows,
+        }
+    }
+}
+
+/// Where training stands: everything an exact resume needs besides the buffers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimizer updates done (drives the lr decay and Adam's bias corrections).
+    pub step: u64,
+    /// The shuffling generator's state.
+    pub rng: Rng,
+}
+
+/// A model, its optimizer and its training data, resident on one backend.
+pub struct Trainer {
+    pub backend: Box<dyn Backend>,
+    pub net: Network,
+    pub optimizer: OptimizerConfig,
+    pub regularization: Regularization,
+    pub progress: Progress,
+    /// Seed of the dropout masks (the stream is the step).
+    dropout_seed: u32,
+    acc: Buf,
+}
+
+impl Trainer {
+    /// Plans `spec` on `backend` with fresh parameters drawn from `seed`.
+    pub fn new(
+        mut backend: Box<dyn Backend>,
+        spec: ModelSpec,
+        max_batch: usize,
+        optimizer: OptimizerConfig,
+        regularization: Regularization,
+        seed: u64,
+    ) -> Result<Trainer> {
+        optimizer.validate()?;
+        regularization.validate()?;
+        let mut rng = Rng::new(seed);
+        let layout = ParamLayout::new(&spec);
+        let params = init_params(&spec, &layout, &mut rng.fork());
+        let net = Network::new(backend.as_mut(), spec, max_batch, &params)?;
+        let acc = Network::new_accumulator(backend.as_mut())?;
+        Ok(Trainer {
+            backend,
+            net,
+            optimizer,
+            regularization,
+            progress: Progress {
+                epoch: 0,
+                step: 0,
+                rng: rng.fork(),
+            },
+            dropout_seed: (seed ^ (seed >> 32)) as u32,
+            acc,
+        })
+    }
+
+    /// Uploads a data set once, for training or evaluation with this model.
+    pub fn upload(&mut self, data: &Dataset) -> Result<ResidentData> {
+        ResidentData::upload(self.backend.as_mut(), data, &self.net.spec)
+    }
+
+    /// Draws this epoch's order and uploads it: the only per-epoch transfer to the backend.
+    pub fn shuffle(&mut self, data: &ResidentData) -> Result<()> {
+        let mut order: Vec<u32> = (0..data.rows as u32).collect();
+        self.progress.rng.shuffle(&mut order);
+        self.backend.write_u32(data.index, &order)
+    }
+
+    /// Zeroes the metrics accumulator.
+    pub fn reset_metrics(&mut self) -> Result<()> {
+        self.backend.fill(self.acc, 0.0)
+    }
+
+    /// Reads the accumulated metrics (a sync point on the GPU).
+    pub fn read_metrics(&mut self) -> Result<Metrics> {
+        Ok(Metrics::from_acc(&self.backend.read_f32(self.acc)?))
+    }
+
+    /// One training step on rows `start .. start + rows` of the current order: assemble the
+    /// batch, forward, loss (accumulated into the metrics), backward, penalties, update.
+    pub fn step(&mut self, data: &ResidentData, start: usize, rows: usize) -> Result<()> {
+        let b = self.backend.as_mut();
+        let net = &self.net;
+        data.gather(b, net, start, rows)?;
+        let stream_base = (self.progress.step as u32).wrapping_mul(64);
+        let inputs = net.forward(b, rows, true, self.dropout_seed, stream_base)?;
+        let grad = net.loss_grad();
+        b.loss(
+            net.spec.loss,
+            net.logits(),
+            net.targets,
+            rows,
+            net.spec.outputs(),
+            Some(grad),
+            net.stats,
+        )?;
+        b.accumulate_stats(net.stats, rows, self.acc)?;
+        net.backward(b, rows, true, &inputs)?;
+        let r = self.regularization;
+        if !r.is_zero() {
+            for slot in 0..net.layout.slots.len() {
+                let ((w, bias), (gw, gb)) = (net.param_views(slot), net.grad_views(slot));
+                if r.l1_weights > 0.0 || r.l2_weights > 0.0 {
+                    b.regularize(w, gw, r.l1_weights, r.l2_weights)?;
+                }
+                if r.l1_biases > 0.0 || r.l2_biases > 0.0 {
+                    b.regularize(bias, gb, r.l1_biases, r.l2_biases)?;
+                }
+            }
+        }
+        let u = self.optimizer.update_params(self.progress.step);
+        b.update(net.params, net.grads, net.state1, net.state2, &u)?;
+        self.progress.step += 1;
+        Ok(())
+    }
+
+    /// Forward-only pass over a whole data set in batches, without dropout.
+    pub fn evaluate(&mut self, data: &ResidentData) -> Result<Metrics> {
+        self.reset_metrics()?;
+        let b = self.backend.as_mut();
+        let net = &self.net;
+        for start in (0..data.rows).step_by(net.max_batch) {
+            let rows = net.max_batch.min(data.rows - start);
+            data.gather(b, net, start, rows)?;
+            net.forward(b, rows, false, 0, 0)?;
+            b.loss(
+                net.spec.loss,
+                net.logits(),
+                net.targets,
+                rows,
+                net.spec.outputs(),
+                None,
+                net.stats,
+            )?;
+            b.accumulate_stats(net.stats, rows, self.acc)?;
+        }
+        self.read_metrics()
+    }
+
+    /// Output of the model (after the loss's output activation: probabilities for class
+    /// models) for every row of `data`, (rows, outputs) row-major.
+    pub fn predict(&mut self, data: &ResidentData) -> Result<Vec<f32>> {
+        let outputs = self.net.spec.outputs();
+        let act = self.net.spec.loss.output_activation();
+        let mut all = Vec::with_capacity(data.rows * outputs);
+        let b = self.backend.as_mut();
+        let net = &self.net;
+        for start in (0..data.rows).step_by(net.max_batch) {
+            let rows = net.max_batch.min(data.rows - start);
+            data.gather(b, net, start, rows)?;
+            net.forward(b, rows, false, 0, 0)?;
+            let logits = net.logits();
+            b.act_forward(act, logits, logits, rows, outputs)?;
+            all.extend_from_slice(&b.read_f32(logits.slice(0, rows * outputs))?);
+        }
+        Ok(all)
+    }
+
+    /// The flat parameter vector (layout `self.net.layout`).
+    pub fn params(&mut self) -> Result<Vec<f32>> {
+        self.backend.read_f32(self.net.params)
+    }
+
+    /// The regularisation penalty at the current parameters.
+    pub fn penalty(&mut self) -> Result<f64> {
+        if self.regularization.is_zero() {
+            return Ok(0.0);
+        }
+        let p = self.params()?;
+        Ok(self.regularization.penalty(&self.net.layout, &p))
+    }
+}
