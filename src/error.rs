@@ -56,9 +56,10 @@ pub enum Error {
         what: String,
     },
 
-    /// Training was interrupted (Ctrl-C) after a consistent step.
-    #[error("interrupted")]
-    Interrupted,
+    /// Training was interrupted (Ctrl-C) after a consistent step; the message says where the
+    /// checkpoint went.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 
     #[error("{path}: {source}")]
     Io {

@@ -10,7 +10,9 @@ pub mod data;
 pub mod error;
 pub mod model;
 pub mod optim;
+pub mod report;
 pub mod rng;
+pub mod store;
 pub mod train;
 
 pub use error::{Error, Result};

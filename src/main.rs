@@ -8,7 +8,11 @@ fn main() -> ExitCode {
         Err(e) => {
             // `{:#}` prints the context chain on one line: "loading data: file.gz: ...".
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<wgtrain::Error>() {
+                // The conventional status of a program stopped by SIGINT.
+                Some(wgtrain::Error::Interrupted(_)) => ExitCode::from(130),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 mod progress;
 mod train;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,8 +26,13 @@ pub enum Command {
 
 /// Parses the command line and runs the command.
 pub fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.exit())?;
+    let sub = matches
+        .subcommand()
+        .map(|(_, m)| m.clone())
+        .unwrap_or_default();
     match cli.command {
-        Command::Train(args) => train::run(*args),
+        Command::Train(args) => train::run(*args, &sub),
     }
 }

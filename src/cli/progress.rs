@@ -3,25 +3,26 @@
 use crate::model::Task;
 use crate::train::{EpochReport, Metrics, Observer};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub struct Console {
     pub task: Task,
     pub epochs: usize,
-    /// "test" or "val".
-    pub eval_name: &'static str,
     pub quiet: bool,
     bar: Option<ProgressBar>,
+    /// Set by the Ctrl-C handler: stop after the current step.
+    pub stop: &'static AtomicBool,
 }
 
 impl Console {
-    pub fn new(task: Task, epochs: usize, eval_name: &'static str, quiet: bool) -> Self {
+    pub fn new(task: Task, epochs: usize, quiet: bool, stop: &'static AtomicBool) -> Self {
         Console {
             task,
             epochs,
-            eval_name,
             quiet,
             bar: None,
+            stop,
         }
     }
 
@@ -42,7 +43,7 @@ impl Console {
 
 impl Observer for Console {
     fn epoch_start(&mut self, epoch: usize, rows: usize) {
-        if self.quiet {
+        if self.quiet || self.should_stop() {
             return;
         }
         // indicatif draws nothing when stderr is not a terminal, so logs stay clean.
@@ -92,17 +93,22 @@ impl Observer for Console {
             self.metric_name(),
             self.fmt_metric(r.train_metric)
         );
-        if let Some(e) = r.eval {
-            line += &format!(
-                "  {} loss {:.4} {} {}",
-                self.eval_name,
-                e.loss,
-                self.metric_name(),
-                self.fmt_metric(e.metric)
-            );
+        for (name, m) in [("val", r.val), ("test", r.test)] {
+            if let Some(e) = m {
+                line += &format!(
+                    "  {name} loss {:.4} {} {}",
+                    e.loss,
+                    self.metric_name(),
+                    self.fmt_metric(e.metric)
+                );
+            }
         }
         line += &format!("  {:.2} s  {:.0} samples/s", r.seconds, r.samples_per_sec);
         println!("{line}");
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
     }
 
     fn refresh(&self) -> Duration {

@@ -1,14 +1,23 @@
 //! `wgtrain train`: flags, their validation, and the run.
 
 use super::progress::Console;
+use crate::Error;
 use crate::backend::{self, BackendChoice};
-use crate::data::{self, DataSource, Scale, Splits};
-use crate::model::{Activation, LossKind, ModelSpec, Task};
+use crate::data::{self, DataSource, Scale, Splits, Targets};
+use crate::model::{Activation, Layer, LossKind, ModelSpec, Task};
 use crate::optim::{OptimizerConfig, OptimizerKind};
-use crate::train::{Regularization, Trainer, fit};
+use crate::report::{check_metrics_path, rows_from_history, write_metrics};
+use crate::store::{
+    Checkpoint, CheckpointMeta, SavedModel, load_checkpoint, save_checkpoint, save_model,
+};
+use crate::train::{EpochReport, Metrics, Regularization, RunData, Trainer, train_epoch};
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -97,8 +106,34 @@ pub struct TrainArgs {
     pub val_split: Option<f64>,
 
     /// Pixel scaling.
-    #[arg(long, value_enum, default_value_t = ScaleArg::ZeroOne)]
-    pub scale: ScaleArg,
+    #[arg(long, value_enum, default_value_t = Scale::ZeroOne)]
+    pub scale: Scale,
+
+    /// Save the trained model here (safetensors; loads in Python with no code of ours).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+
+    /// Write a training checkpoint here (model, optimizer state, progress) at the end, every
+    /// --checkpoint-every epochs, and on Ctrl-C [default: checkpoint.safetensors when
+    /// --checkpoint-every is given or on Ctrl-C].
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Write the checkpoint every N epochs.
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+
+    /// Continue training from a checkpoint; --epochs is then the total to reach.
+    #[arg(long, value_name = "FILE")]
+    pub resume: Option<PathBuf>,
+
+    /// Write per-epoch metrics here (.csv or .jsonl), updated after every epoch.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+
+    /// Draw loss and accuracy curves to this PNG at the end.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
 
     /// No progress bars or per-epoch lines.
     #[arg(long, short)]
@@ -107,23 +142,6 @@ pub struct TrainArgs {
     /// Print a JSON summary as the last line on stdout.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ScaleArg {
-    /// Pixels / 255, in [0, 1].
-    ZeroOne,
-    /// Pixels / 127.5 - 1, in [-1, 1].
-    MinusOneOne,
-}
-
-impl From<ScaleArg> for Scale {
-    fn from(s: ScaleArg) -> Scale {
-        match s {
-            ScaleArg::ZeroOne => Scale::ZeroOne,
-            ScaleArg::MinusOneOne => Scale::MinusOneOne,
-        }
-    }
 }
 
 /// Defaults that depend on the data: small synthetic sets need a small network, many epochs
@@ -149,30 +167,93 @@ fn preset(source: &DataSource) -> Preset {
     }
 }
 
-/// The validated settings of a training run.
-pub struct TrainConfig {
-    pub source: DataSource,
-    pub hidden: Vec<usize>,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub optimizer: OptimizerConfig,
-    pub regularization: Regularization,
-    pub val_split: Option<f64>,
+/// The resolved settings that define a run: stored in checkpoints, and checked against the
+/// flags given with `--resume`. Field names are the flags' ids.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Settings {
+    data: String,
+    hidden: Vec<usize>,
+    activation: Activation,
+    dropout: f32,
+    l1: f32,
+    l2: f32,
+    l1_bias: f32,
+    l2_bias: f32,
+    loss: Option<LossKind>,
+    optimizer: OptimizerKind,
+    lr: f32,
+    momentum: f32,
+    nesterov: bool,
+    decay: f32,
+    weight_decay: f32,
+    epochs: usize,
+    batch_size: usize,
+    seed: u64,
+    val_split: Option<f64>,
+    scale: Scale,
 }
 
-impl TrainArgs {
-    fn config(&self) -> anyhow::Result<TrainConfig> {
-        let source = DataSource::parse(&self.data);
-        let p = preset(&source);
-        let epochs = self.epochs.unwrap_or(p.epochs);
-        if epochs == 0 {
+/// Flags that may differ from the checkpoint's on `--resume` (they do not change the model or
+/// the sequence of updates).
+const RESUME_FREE: [&str; 1] = ["epochs"];
+
+impl Settings {
+    fn from_args(a: &TrainArgs) -> Settings {
+        let p = preset(&DataSource::parse(&a.data));
+        Settings {
+            data: a.data.clone(),
+            hidden: a.hidden.clone().unwrap_or(p.hidden),
+            activation: a.activation,
+            dropout: a.dropout,
+            l1: a.l1,
+            l2: a.l2,
+            l1_bias: a.l1_bias,
+            l2_bias: a.l2_bias,
+            loss: a.loss,
+            optimizer: a.optimizer,
+            lr: a.lr.unwrap_or(a.optimizer.default_lr() * p.lr_scale),
+            momentum: a.momentum,
+            nesterov: a.nesterov,
+            decay: a.decay,
+            weight_decay: a.weight_decay,
+            epochs: a.epochs.unwrap_or(p.epochs),
+            batch_size: a.batch_size,
+            seed: a.seed,
+            val_split: a.val_split,
+            scale: a.scale,
+        }
+    }
+
+    /// The checkpoint's settings, with the flags given now checked against them.
+    fn for_resume(saved: Settings, a: &TrainArgs, m: &ArgMatches) -> anyhow::Result<Settings> {
+        let given = serde_json::to_value(Settings::from_args(a))?;
+        let stored = serde_json::to_value(&saved)?;
+        for (key, value) in given.as_object().context("settings are an object")? {
+            let explicit = m.value_source(key) == Some(ValueSource::CommandLine);
+            if explicit && !RESUME_FREE.contains(&key.as_str()) && stored.get(key) != Some(value) {
+                bail!(
+                    "--{} {} contradicts the checkpoint, which was trained with {}; drop the flag to continue as it was",
+                    key.replace('_', "-"),
+                    value,
+                    stored.get(key).map(|v| v.to_string()).unwrap_or_default()
+                );
+            }
+        }
+        let mut s = saved;
+        if m.value_source("epochs") == Some(ValueSource::CommandLine) {
+            s.epochs = a.epochs.unwrap_or(s.epochs);
+        }
+        Ok(s)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.epochs == 0 {
             bail!("--epochs must be at least 1");
         }
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        let hidden = self.hidden.clone().unwrap_or(p.hidden);
-        if hidden.is_empty() || hidden.contains(&0) {
+        if self.hidden.is_empty() || self.hidden.contains(&0) {
             bail!("--hidden needs one or more sizes of at least 1, e.g. --hidden 256,128");
         }
         if !(0.0..1.0).contains(&self.dropout) {
@@ -183,72 +264,107 @@ impl TrainArgs {
         {
             bail!("--val-split must be between 0 and 1 (exclusive), got {v}");
         }
-        let mut optimizer = OptimizerConfig::new(self.optimizer);
-        optimizer.lr = self.lr.unwrap_or(self.optimizer.default_lr() * p.lr_scale);
-        optimizer.decay = self.decay;
+        self.optimizer_config().validate()?;
+        self.regularization().validate()?;
+        Ok(())
+    }
+
+    fn optimizer_config(&self) -> OptimizerConfig {
+        let mut o = OptimizerConfig::new(self.optimizer);
+        o.lr = self.lr;
+        o.decay = self.decay;
         if self.optimizer == OptimizerKind::Sgd {
-            optimizer.momentum = self.momentum;
+            o.momentum = self.momentum;
         }
-        optimizer.nesterov = self.nesterov;
+        o.nesterov = self.nesterov;
         if self.optimizer == OptimizerKind::Adamw {
-            optimizer.weight_decay = self.weight_decay;
+            o.weight_decay = self.weight_decay;
         }
-        optimizer.validate()?;
-        let regularization = Regularization {
+        o
+    }
+
+    fn regularization(&self) -> Regularization {
+        Regularization {
             l1_weights: self.l1,
             l2_weights: self.l2,
             l1_biases: self.l1_bias,
             l2_biases: self.l2_bias,
-        };
-        regularization.validate()?;
-        Ok(TrainConfig {
-            source,
-            hidden,
-            epochs,
-            batch_size: self.batch_size,
-            optimizer,
-            regularization,
-            val_split: self.val_split,
-        })
+        }
     }
 }
 
-pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let cfg = args.config()?;
+/// Set by the Ctrl-C handler; the training loop stops after the current step.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn install_ctrlc() {
+    // A second Ctrl-C exits at once, for a user who does not want to wait for the step.
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again; exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\ninterrupt: finishing the current step and writing a checkpoint (Ctrl-C again to quit now)"
+        );
+    });
+}
+
+const DEFAULT_CHECKPOINT: &str = "checkpoint.safetensors";
+
+pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
+    let resumed = match &args.resume {
+        Some(p) => Some(load_checkpoint(p)?),
+        None => None,
+    };
+    let settings = match &resumed {
+        Some(c) => {
+            let saved: Settings = serde_json::from_value(c.meta.run.clone()).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: the checkpoint's run settings are unreadable ({e})",
+                    args.resume.as_deref().unwrap_or(Path::new("")).display()
+                )
+            })?;
+            Settings::for_resume(saved, &args, matches)?
+        }
+        None => Settings::from_args(&args),
+    };
+    settings.validate()?;
+    if let Some(p) = &args.metrics {
+        check_metrics_path(p)?;
+    }
+    if args.checkpoint_every == Some(0) {
+        bail!("--checkpoint-every must be at least 1");
+    }
+    let checkpoint_path = args.checkpoint.clone().or_else(|| {
+        args.checkpoint_every
+            .map(|_| PathBuf::from(DEFAULT_CHECKPOINT))
+    });
+
+    let source = DataSource::parse(&settings.data);
     let Splits {
         name,
         train,
         test,
         class_names,
-    } = data::load(&cfg.source, args.seed).context("loading data")?;
-    let (train, val) = match cfg.val_split {
+    } = data::load(&source, settings.seed).context("loading data")?;
+    let (train, val) = match settings.val_split {
         Some(f) => {
-            let (t, v) = data::split_validation(train, f, args.seed)?;
+            let (t, v) = data::split_validation(train, f, settings.seed)?;
             (t, Some(v))
         }
         None => (train, None),
     };
-    let loss = match (args.loss, &train.targets) {
-        (Some(l), _) => l,
-        (None, data::Targets::Classes { .. }) => LossKind::SoftmaxCrossEntropy,
-        (None, data::Targets::Values { .. }) => LossKind::Mse,
+    let spec = match &resumed {
+        Some(c) => c.model.spec.clone(),
+        None => build_spec(&settings, &train, class_names)?,
     };
-    let outputs = match (loss, train.num_classes()) {
-        // One sigmoid output suffices for two classes.
-        (LossKind::SigmoidBce, Some(2)) => 1,
-        _ => train.output_dim(),
-    };
-    let mut spec = ModelSpec::mlp(
-        train.dim,
-        &cfg.hidden,
-        outputs,
-        args.activation,
-        args.dropout,
-        loss,
-    )?;
-    spec.input_shape = train.image_shape;
-    spec.scale = args.scale.into();
-    spec.class_names = class_names;
+    if resumed.is_some() && (train.dim != spec.inputs()) {
+        bail!(
+            "the data has {} features per row but the checkpoint's model takes {}",
+            train.dim,
+            spec.inputs()
+        );
+    }
 
     let (backend, notice) = backend::create(args.backend, args.adapter)?;
     if let Some(n) = notice
@@ -260,20 +376,36 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let adapter = backend.adapter();
     let parameters = spec.parameter_count();
     let task = spec.task;
-    let mut trainer = Trainer::new(
+    let mut trainer = Trainer::with_params(
         backend,
         spec,
-        cfg.batch_size,
-        cfg.optimizer.clone(),
-        cfg.regularization,
-        args.seed,
+        resumed.as_ref().map(|c| c.model.params.as_slice()),
+        settings.batch_size,
+        settings.optimizer_config(),
+        settings.regularization(),
+        settings.seed,
     )?;
+    let mut history: Vec<EpochReport> = Vec::new();
+    if let Some(c) = &resumed {
+        trainer.restore(
+            &c.model.params,
+            &c.state1,
+            &c.state2,
+            c.meta.progress.clone(),
+        )?;
+        history = c.meta.history.clone();
+    }
     let train_r = trainer.upload(&train)?;
     let test_r = test.as_ref().map(|t| trainer.upload(t)).transpose()?;
     let val_r = val.as_ref().map(|v| trainer.upload(v)).transpose()?;
     if !args.quiet {
         eprintln!(
-            "training {} on {name} ({} train rows{}) with {} parameters on {}{}",
+            "{} {} on {name} ({} train rows{}) with {} parameters on {}{}",
+            if resumed.is_some() {
+                "resuming"
+            } else {
+                "training"
+            },
             describe(&trainer.net.spec),
             train.rows,
             match (&val, &test) {
@@ -289,47 +421,128 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 .unwrap_or_default()
         );
     }
-    let (eval, eval_name) = match (&val_r, &test_r) {
-        (Some(v), _) => (Some(v), "val"),
-        (None, Some(t)) => (Some(t), "test"),
-        _ => (None, "test"),
+    if trainer.progress.epoch >= settings.epochs && !args.quiet {
+        eprintln!(
+            "the checkpoint has already trained {} epochs; pass --epochs N (a total) to train more",
+            trainer.progress.epoch
+        );
+    }
+
+    install_ctrlc();
+    let data = RunData {
+        train: &train_r,
+        val: val_r.as_ref(),
+        test: test_r.as_ref(),
     };
-    let mut console = Console::new(task, cfg.epochs, eval_name, args.quiet);
+    let write_checkpoint = |trainer: &mut Trainer, history: &[EpochReport], path: &Path| {
+        let params = trainer.params()?;
+        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Diverged {
+                epoch: trainer.progress.epoch + 1,
+                step: trainer.progress.step as usize,
+                what: format!("parameter {i}"),
+            }
+            .into());
+        }
+        let (state1, state2) = trainer.optimizer_state()?;
+        let c = Checkpoint {
+            model: SavedModel {
+                spec: trainer.net.spec.clone(),
+                params,
+            },
+            state1,
+            state2,
+            meta: CheckpointMeta {
+                progress: trainer.progress.clone(),
+                optimizer: trainer.optimizer.clone(),
+                regularization: trainer.regularization,
+                batch_size: settings.batch_size,
+                run: serde_json::to_value(&settings)?,
+                history: history.to_vec(),
+            },
+        };
+        save_checkpoint(path, &c).context("writing the checkpoint")
+    };
+
+    let mut console = Console::new(task, settings.epochs, args.quiet, &STOP);
     let started = Instant::now();
-    let reports = fit(&mut trainer, &train_r, eval, cfg.epochs, &mut console)?;
+    let first_new = history.len();
+    while trainer.progress.epoch < settings.epochs {
+        let Some(report) = train_epoch(&mut trainer, data, &mut console)? else {
+            let path = checkpoint_path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
+            write_checkpoint(&mut trainer, &history, &path)?;
+            return Err(Error::Interrupted(format!(
+                "stopped in epoch {} after step {}; checkpoint written to {}; continue with `wgtrain train --resume {}`",
+                trainer.progress.epoch + 1,
+                trainer.progress.step,
+                path.display(),
+                path.display()
+            ))
+            .into());
+        };
+        history.push(report);
+        if let Some(p) = &args.metrics {
+            write_metrics(p, &rows_from_history(&history, task)).context("writing metrics")?;
+        }
+        if let (Some(n), Some(p)) = (args.checkpoint_every, &checkpoint_path)
+            && trainer.progress.epoch % n == 0
+        {
+            write_checkpoint(&mut trainer, &history, p)?;
+        }
+    }
     let seconds = started.elapsed().as_secs_f64();
-    let last = reports.last().context("no epoch ran")?;
-    let test_m = match (&test_r, &val_r) {
-        (Some(t), Some(_)) => Some(trainer.evaluate(t)?),
-        (Some(_), None) => last.eval,
+    if let Some(p) = &checkpoint_path {
+        write_checkpoint(&mut trainer, &history, p)?;
+    }
+    if let Some(p) = &args.save {
+        let params = trainer.params()?;
+        save_model(p, &trainer.net.spec, &params).context("saving the model")?;
+        if !args.quiet {
+            eprintln!("model saved to {}", p.display());
+        }
+    }
+    if let Some(p) = &args.plot {
+        crate::report::plot_history(p, &rows_from_history(&history, task), task)
+            .context("drawing the plot")?;
+    }
+
+    let last = history.last();
+    let test_m: Option<Metrics> = match (last, &test_r) {
+        (Some(r), _) if r.test.is_some() => r.test,
+        (_, Some(t)) => Some(trainer.evaluate(t)?),
         _ => None,
     };
-    let val_m = if val_r.is_some() { last.eval } else { None };
+    let val_m = last.and_then(|r| r.val);
     let classify = task == Task::Classification;
-    let train_s: f64 = reports.iter().map(|r| r.train_seconds).sum();
+    let new = &history[first_new.min(history.len())..];
+    let train_s: f64 = new.iter().map(|r| r.train_seconds).sum();
+    let new_rows = train.rows * new.len();
     let summary = json!({
         "backend": backend_name,
         "adapter": adapter,
         "data": name,
-        "epochs": cfg.epochs,
-        "batch_size": cfg.batch_size,
-        "hidden": cfg.hidden,
-        "optimizer": cfg.optimizer.kind,
-        "lr": cfg.optimizer.lr,
-        "loss": loss,
-        "seed": args.seed,
+        "epochs": trainer.progress.epoch,
+        "batch_size": settings.batch_size,
+        "hidden": settings.hidden,
+        "activation": settings.activation,
+        "optimizer": settings.optimizer,
+        "lr": settings.lr,
+        "loss": trainer.net.spec.loss,
+        "seed": settings.seed,
         "parameters": parameters,
-        "train_loss": last.train_loss,
-        "reg_loss": last.reg_loss,
-        "train_accuracy": classify.then_some(last.train_metric),
+        "train_loss": last.map(|r| r.train_loss),
+        "reg_loss": last.map(|r| r.reg_loss),
+        "train_accuracy": last.filter(|_| classify).map(|r| r.train_metric),
         "val_loss": val_m.map(|m| m.loss),
         "val_accuracy": val_m.filter(|_| classify).map(|m| m.metric),
         "test_loss": test_m.map(|m| m.loss),
         "test_accuracy": test_m.filter(|_| classify).map(|m| m.metric),
         "test_mae": test_m.filter(|_| !classify).map(|m| m.metric),
         "seconds": seconds,
-        "seconds_per_epoch": seconds / cfg.epochs as f64,
-        "samples_per_sec": (train.rows * cfg.epochs) as f64 / train_s.max(1e-9),
+        "seconds_per_epoch": if new.is_empty() { 0.0 } else { seconds / new.len() as f64 },
+        "samples_per_sec": if train_s > 0.0 { new_rows as f64 / train_s } else { 0.0 },
     });
     if !args.quiet
         && let Some(m) = test_m
@@ -353,19 +566,56 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// "784-256-128-10 relu, cross-entropy" style.
+/// The model the settings describe for this data.
+fn build_spec(
+    s: &Settings,
+    train: &data::Dataset,
+    class_names: Option<Vec<String>>,
+) -> anyhow::Result<ModelSpec> {
+    let loss = match (s.loss, &train.targets) {
+        (Some(l), _) => l,
+        (None, Targets::Classes { .. }) => LossKind::SoftmaxCrossEntropy,
+        (None, Targets::Values { .. }) => LossKind::Mse,
+    };
+    match (loss.is_classification(), &train.targets) {
+        (false, Targets::Classes { .. }) => bail!(
+            "--loss {loss:?} is a regression loss but the data has class labels; use cross-entropy or bce"
+        ),
+        (true, Targets::Values { .. }) => bail!(
+            "--loss {loss:?} is a classification loss but the data has real-valued targets; use mse or mae"
+        ),
+        _ => {}
+    }
+    let outputs = match (loss, train.num_classes()) {
+        // One sigmoid output suffices for two classes.
+        (LossKind::SigmoidBce, Some(2)) => 1,
+        _ => train.output_dim(),
+    };
+    let mut spec = ModelSpec::mlp(train.dim, &s.hidden, outputs, s.activation, s.dropout, loss)?;
+    spec.input_shape = train.image_shape;
+    spec.scale = s.scale;
+    spec.class_names = class_names;
+    Ok(spec)
+}
+
+/// "784-256-128-10 relu, cross-entropy loss" style.
 fn describe(spec: &ModelSpec) -> String {
     let mut sizes = vec![spec.inputs().to_string()];
     let mut act = None;
     for l in &spec.layers {
         match l {
-            crate::model::Layer::Dense { outputs, .. } => sizes.push(outputs.to_string()),
-            crate::model::Layer::Activation { activation } => act = Some(*activation),
-            crate::model::Layer::Dropout { .. } => {}
+            Layer::Dense { outputs, .. } => sizes.push(outputs.to_string()),
+            Layer::Activation { activation } => act = Some(*activation),
+            Layer::Dropout { .. } => {}
         }
     }
     let act = act
-        .map(|a| format!(" {a:?}").to_lowercase())
+        .and_then(|a| serde_json::to_value(a).ok())
+        .and_then(|v| v.as_str().map(|s| format!(" {s}")))
         .unwrap_or_default();
-    format!("{}{act}, {:?} loss", sizes.join("-"), spec.loss).to_lowercase()
+    let loss = serde_json::to_value(spec.loss)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    format!("{}{act}, {loss} loss", sizes.join("-"))
 }

@@ -5,10 +5,10 @@
 mod fit;
 mod resident;
 
-pub use fit::{EpochReport, Observer, Silent, fit};
+pub use fit::{EpochReport, Observer, RunData, Silent, fit, train_epoch};
 pub use resident::ResidentData;
 
-use crate::backend::{Backend, Buf};
+use crate::backend::{ACC_LEN, Backend, Buf};
 use crate::data::Dataset;
 use crate::model::{ModelSpec, Network, ParamLayout, init_params};
 use crate::optim::OptimizerConfig;
@@ -97,8 +97,12 @@ pub struct Progress {
     pub epoch: usize,
     /// Optimizer updates done (drives the lr decay and Adam's bias corrections).
     pub step: u64,
-    /// The shuffling generator's state.
+    /// The shuffling generator's state at the start of the current epoch, before its shuffle.
     pub rng: Rng,
+    /// Rows of the current epoch already trained on (non-zero only when interrupted mid-epoch).
+    pub rows_done: usize,
+    /// The metrics accumulator of the current epoch so far.
+    pub partial: [f32; ACC_LEN],
 }
 
 /// A model, its optimizer and its training data, resident on one backend.
@@ -116,8 +120,30 @@ pub struct Trainer {
 impl Trainer {
     /// Plans `spec` on `backend` with fresh parameters drawn from `seed`.
     pub fn new(
+        backend: Box<dyn Backend>,
+        spec: ModelSpec,
+        max_batch: usize,
+        optimizer: OptimizerConfig,
+        regularization: Regularization,
+        seed: u64,
+    ) -> Result<Trainer> {
+        Trainer::with_params(
+            backend,
+            spec,
+            None,
+            max_batch,
+            optimizer,
+            regularization,
+            seed,
+        )
+    }
+
+    /// Plans `spec` on `backend` with the given flat parameters (a saved model), or fresh ones
+    /// drawn from `seed` when `params` is `None`.
+    pub fn with_params(
         mut backend: Box<dyn Backend>,
         spec: ModelSpec,
+        params: Option<&[f32]>,
         max_batch: usize,
         optimizer: OptimizerConfig,
         regularization: Regularization,
@@ -127,8 +153,9 @@ impl Trainer {
         regularization.validate()?;
         let mut rng = Rng::new(seed);
         let layout = ParamLayout::new(&spec);
-        let params = init_params(&spec, &layout, &mut rng.fork());
-        let net = Network::new(backend.as_mut(), spec, max_batch, &params)?;
+        // Drawn even when unused, so the shuffling stream below is the same either way.
+        let fresh = init_params(&spec, &layout, &mut rng.fork());
+        let net = Network::new(backend.as_mut(), spec, max_batch, params.unwrap_or(&fresh))?;
         let acc = Network::new_accumulator(backend.as_mut())?;
         Ok(Trainer {
             backend,
@@ -139,6 +166,8 @@ impl Trainer {
                 epoch: 0,
                 step: 0,
                 rng: rng.fork(),
+                rows_done: 0,
+                partial: [0.0; ACC_LEN],
             },
             dropout_seed: (seed ^ (seed >> 32)) as u32,
             acc,
@@ -150,11 +179,14 @@ impl Trainer {
         ResidentData::upload(self.backend.as_mut(), data, &self.net.spec)
     }
 
-    /// Draws this epoch's order and uploads it: the only per-epoch transfer to the backend.
-    pub fn shuffle(&mut self, data: &ResidentData) -> Result<()> {
+    /// Draws the current epoch's order and uploads it: the only per-epoch transfer to the
+    /// backend. Returns the generator as it is after the shuffle (the next epoch's start).
+    pub fn shuffle(&mut self, data: &ResidentData) -> Result<Rng> {
         let mut order: Vec<u32> = (0..data.rows as u32).collect();
-        self.progress.rng.shuffle(&mut order);
-        self.backend.write_u32(data.index, &order)
+        let mut rng = self.progress.rng.clone();
+        rng.shuffle(&mut order);
+        self.backend.write_u32(data.index, &order)?;
+        Ok(rng)
     }
 
     /// Zeroes the metrics accumulator.
@@ -162,9 +194,20 @@ impl Trainer {
         self.backend.fill(self.acc, 0.0)
     }
 
+    /// Reads the raw accumulator `[Σ loss, Σ metric, rows]` (a sync point on the GPU).
+    pub fn read_acc(&mut self) -> Result<[f32; ACC_LEN]> {
+        let v = self.backend.read_f32(self.acc)?;
+        Ok([v[0], v[1], v[2]])
+    }
+
+    /// Sets the accumulator (when resuming mid-epoch).
+    pub fn write_acc(&mut self, acc: [f32; ACC_LEN]) -> Result<()> {
+        self.backend.write_f32(self.acc, &acc)
+    }
+
     /// Reads the accumulated metrics (a sync point on the GPU).
     pub fn read_metrics(&mut self) -> Result<Metrics> {
-        Ok(Metrics::from_acc(&self.backend.read_f32(self.acc)?))
+        Ok(Metrics::from_acc(&self.read_acc()?))
     }
 
     /// One training step on rows `start .. start + rows` of the current order: assemble the
@@ -250,6 +293,42 @@ impl Trainer {
     /// The flat parameter vector (layout `self.net.layout`).
     pub fn params(&mut self) -> Result<Vec<f32>> {
         self.backend.read_f32(self.net.params)
+    }
+
+    /// The optimizer's two state buffers (flat layout), for checkpoints.
+    pub fn optimizer_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((
+            self.backend.read_f32(self.net.state1)?,
+            self.backend.read_f32(self.net.state2)?,
+        ))
+    }
+
+    /// Puts parameters, optimizer state and progress back as a checkpoint had them.
+    pub fn restore(
+        &mut self,
+        params: &[f32],
+        state1: &[f32],
+        state2: &[f32],
+        progress: Progress,
+    ) -> Result<()> {
+        let total = self.net.layout.total;
+        for (what, v) in [
+            ("parameters", params),
+            ("state1", state1),
+            ("state2", state2),
+        ] {
+            if v.len() != total {
+                return Err(Error::Shape(format!(
+                    "checkpoint {what} have {} values, the model needs {total}",
+                    v.len()
+                )));
+            }
+        }
+        self.backend.write_f32(self.net.params, params)?;
+        self.backend.write_f32(self.net.state1, state1)?;
+        self.backend.write_f32(self.net.state2, state2)?;
+        self.progress = progress;
+        Ok(())
     }
 
     /// The regularisation penalty at the current parameters.

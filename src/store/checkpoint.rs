@@ -1,0 +1,77 @@
+//! Training checkpoints: a model file plus the optimizer's state and where training stands, so
+//! `--resume` continues exactly where it stopped.
+
+use super::model_file::{
+    base_metadata, model_err, named_tensors, read_bytes, read_flat, read_header, serialize,
+};
+use super::{SavedModel, write_atomic};
+use crate::Result;
+use crate::model::ParamLayout;
+use crate::optim::OptimizerConfig;
+use crate::train::{EpochReport, Progress, Regularization};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Everything besides tensors that a resume needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    pub progress: Progress,
+    pub optimizer: OptimizerConfig,
+    pub regularization: Regularization,
+    pub batch_size: usize,
+    /// The command-line settings of the run (data, seed, split, ...), checked on resume.
+    pub run: serde_json::Value,
+    /// One report per epoch completed.
+    pub history: Vec<EpochReport>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub model: SavedModel,
+    /// Optimizer state buffers in the flat layout.
+    pub state1: Vec<f32>,
+    pub state2: Vec<f32>,
+    pub meta: CheckpointMeta,
+}
+
+const STATE1: &str = "optimizer.state1.";
+const STATE2: &str = "optimizer.state2.";
+
+/// Writes a checkpoint atomically: a kill at any moment leaves the previous one intact.
+pub fn save_checkpoint(path: &Path, c: &Checkpoint) -> Result<()> {
+    let layout = ParamLayout::new(&c.model.spec);
+    let mut tensors = named_tensors(&layout, &c.model.params, "");
+    tensors.extend(named_tensors(&layout, &c.state1, STATE1));
+    tensors.extend(named_tensors(&layout, &c.state2, STATE2));
+    let mut meta = base_metadata(&c.model.spec);
+    meta.insert(
+        "checkpoint".into(),
+        serde_json::to_string(&c.meta).map_err(|e| model_err(path, e.to_string()))?,
+    );
+    let bytes = serialize(path, &tensors, meta)?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads a checkpoint written by [`save_checkpoint`].
+pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
+    let bytes = read_bytes(path)?;
+    let (st, meta, spec) = read_header(path, &bytes)?;
+    let layout = ParamLayout::new(&spec);
+    let json = meta.get("checkpoint").ok_or_else(|| {
+        model_err(
+            path,
+            "a saved model, not a training checkpoint (it has no optimizer state to resume from)",
+        )
+    })?;
+    let meta: CheckpointMeta = serde_json::from_str(json)
+        .map_err(|e| model_err(path, format!("bad checkpoint metadata: {e}")))?;
+    Ok(Checkpoint {
+        model: SavedModel {
+            params: read_flat(path, &st, &layout, "")?,
+            spec,
+        },
+        state1: read_flat(path, &st, &layout, STATE1)?,
+        state2: read_flat(path, &st, &layout, STATE2)?,
+        meta,
+    })
+}

@@ -1,0 +1,205 @@
+//! The model file: parameters in PyTorch's layout plus the spec in the header's metadata.
+
+use super::write_atomic;
+use crate::model::{ModelSpec, ParamLayout};
+use crate::{Error, Result};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The metadata key and value that mark a wgtrain file.
+pub const FORMAT: &str = "wgtrain";
+/// Bumped whenever a change makes older readers misread new files.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A model as stored: its spec and its flat parameters (laid out as `ParamLayout::new(&spec)`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SavedModel {
+    pub spec: ModelSpec,
+    pub params: Vec<f32>,
+}
+
+/// The tensors of a flat vector in the layout, named `{prefix}layers.<i>.weight|bias`.
+pub(super) fn named_tensors(
+    layout: &ParamLayout,
+    flat: &[f32],
+    prefix: &str,
+) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let mut out = Vec::new();
+    for s in &layout.slots {
+        let w = &flat[s.weight_offset..s.weight_offset + s.inputs * s.outputs];
+        let b = &flat[s.bias_offset..s.bias_offset + s.outputs];
+        out.push((
+            format!("{prefix}layers.{}.weight", s.layer),
+            vec![s.outputs, s.inputs],
+            bytes(w),
+        ));
+        out.push((
+            format!("{prefix}layers.{}.bias", s.layer),
+            vec![s.outputs],
+            bytes(b),
+        ));
+    }
+    out
+}
+
+/// Serialises tensors and metadata to safetensors bytes.
+pub(super) fn serialize(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<u8>)],
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let views = tensors
+        .iter()
+        .map(|(n, shape, data)| {
+            TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (n.as_str(), v))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| model_err(path, format!("cannot build tensor: {e}")))?;
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| model_err(path, format!("cannot serialise: {e}")))
+}
+
+pub(super) fn model_err(path: &Path, msg: impl Into<String>) -> Error {
+    Error::ModelFile {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
+}
+
+/// The metadata every wgtrain file carries.
+pub(super) fn base_metadata(spec: &ModelSpec) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    m.insert("format".into(), FORMAT.into());
+    m.insert("format_version".into(), FORMAT_VERSION.to_string());
+    m.insert(
+        "spec".into(),
+        serde_json::to_string(spec).expect("a spec always serialises"),
+    );
+    m
+}
+
+/// Writes a model file atomically.
+pub fn save_model(path: &Path, spec: &ModelSpec, params: &[f32]) -> Result<()> {
+    let layout = ParamLayout::new(spec);
+    check_len(path, &layout, params.len(), "parameters")?;
+    let bytes = serialize(
+        path,
+        &named_tensors(&layout, params, ""),
+        base_metadata(spec),
+    )?;
+    write_atomic(path, &bytes)
+}
+
+fn check_len(path: &Path, layout: &ParamLayout, len: usize, what: &str) -> Result<()> {
+    if len != layout.total {
+        return Err(model_err(
+            path,
+            format!(
+                "{what} have {len} values, the layout needs {}",
+                layout.total
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads and checks a file's header: the format marker, version and spec.
+pub(super) fn read_header<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+) -> Result<(SafeTensors<'a>, HashMap<String, String>, ModelSpec)> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
+        model_err(
+            path,
+            format!("not a safetensors file, or a truncated one ({e})"),
+        )
+    })?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| model_err(path, format!("unreadable safetensors header ({e})")))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(model_err(
+            path,
+            "a safetensors file, but not one written by wgtrain (no \"format\": \"wgtrain\" in its metadata)",
+        ));
+    }
+    let version = meta.get("format_version").map(String::as_str).unwrap_or("");
+    if version != FORMAT_VERSION.to_string() {
+        return Err(model_err(
+            path,
+            format!(
+                "written by an incompatible version of wgtrain (file format {version:?}, this build reads {FORMAT_VERSION})"
+            ),
+        ));
+    }
+    let spec: ModelSpec = meta
+        .get("spec")
+        .ok_or_else(|| model_err(path, "the metadata has no model spec"))
+        .and_then(|s| {
+            serde_json::from_str(s).map_err(|e| model_err(path, format!("bad model spec: {e}")))
+        })?;
+    spec.validate()
+        .map_err(|e| model_err(path, format!("the model spec is invalid: {e}")))?;
+    Ok((st, meta, spec))
+}
+
+/// Gathers `{prefix}layers.<i>.weight|bias` into a flat vector, checking every shape against
+/// the spec.
+pub(super) fn read_flat(
+    path: &Path,
+    st: &SafeTensors,
+    layout: &ParamLayout,
+    prefix: &str,
+) -> Result<Vec<f32>> {
+    let mut flat = vec![0.0f32; layout.total];
+    for s in &layout.slots {
+        for (suffix, shape, offset) in [
+            ("weight", vec![s.outputs, s.inputs], s.weight_offset),
+            ("bias", vec![s.outputs], s.bias_offset),
+        ] {
+            let name = format!("{prefix}layers.{}.{suffix}", s.layer);
+            let t = st
+                .tensor(&name)
+                .map_err(|_| model_err(path, format!("tensor {name} is missing")))?;
+            if t.dtype() != Dtype::F32 {
+                return Err(model_err(
+                    path,
+                    format!("tensor {name} is {:?}, expected F32", t.dtype()),
+                ));
+            }
+            if t.shape() != shape.as_slice() {
+                return Err(model_err(
+                    path,
+                    format!(
+                        "tensor {name} has shape {:?} but the model spec says {:?}",
+                        t.shape(),
+                        shape
+                    ),
+                ));
+            }
+            let n: usize = shape.iter().product();
+            for (dst, c) in flat[offset..offset + n]
+                .iter_mut()
+                .zip(t.data().chunks_exact(4))
+            {
+                *dst = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+    }
+    Ok(flat)
+}
+
+pub(super) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// Reads a model file (or the model part of a checkpoint).
+pub fn load_model(path: &Path) -> Result<SavedModel> {
+    let bytes = read_bytes(path)?;
+    let (st, _, spec) = read_header(path, &bytes)?;
+    let layout = ParamLayout::new(&spec);
+    let params = read_flat(path, &st, &layout, "")?;
+    Ok(SavedModel { spec, params })
+}
