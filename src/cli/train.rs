@@ -595,6 +595,7 @@ fn build_spec(
     spec.input_shape = train.image_shape;
     spec.scale = s.scale;
     spec.class_names = class_names;
+    spec.data = Some(s.data.clone());
     Ok(spec)
 }
 

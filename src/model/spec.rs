@@ -94,6 +94,9 @@ pub struct ModelSpec {
     pub input_shape: (usize, usize),
     pub scale: Scale,
     pub class_names: Option<Vec<String>>,
+    /// The `--data` the model was trained on, the default for `eval`.
+    #[serde(default)]
+    pub data: Option<String>,
 }
 
 impl ModelSpec {
@@ -152,6 +155,7 @@ impl ModelSpec {
             input_shape: (1, inputs),
             scale: Scale::ZeroOne,
             class_names: None,
+            data: None,
         })
     }
 
