@@ -24,7 +24,10 @@ pub enum Features {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Targets {
     /// One class index per row, each `< num_classes`.
-    Classes { labels: Vec<u32>, num_classes: usize },
+    Classes {
+        labels: Vec<u32>,
+        num_classes: usize,
+    },
     /// `dim` real values per row, row-major `(rows, dim)`.
     Values { values: Vec<f32>, dim: usize },
 }
@@ -81,15 +84,26 @@ impl Dataset {
     pub fn subset(&self, indices: &[usize]) -> Dataset {
         let d = self.dim;
         let features = match &self.features {
-            Features::U8(v) => {
-                Features::U8(indices.iter().flat_map(|&i| &v[i * d..(i + 1) * d]).copied().collect())
-            }
-            Features::F32(v) => {
-                Features::F32(indices.iter().flat_map(|&i| &v[i * d..(i + 1) * d]).copied().collect())
-            }
+            Features::U8(v) => Features::U8(
+                indices
+                    .iter()
+                    .flat_map(|&i| &v[i * d..(i + 1) * d])
+                    .copied()
+                    .collect(),
+            ),
+            Features::F32(v) => Features::F32(
+                indices
+                    .iter()
+                    .flat_map(|&i| &v[i * d..(i + 1) * d])
+                    .copied()
+                    .collect(),
+            ),
         };
         let targets = match &self.targets {
-            Targets::Classes { labels, num_classes } => Targets::Classes {
+            Targets::Classes {
+                labels,
+                num_classes,
+            } => Targets::Classes {
                 labels: indices.iter().map(|&i| labels[i]).collect(),
                 num_classes: *num_classes,
             },
