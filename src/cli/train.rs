@@ -114,8 +114,8 @@ pub struct TrainArgs {
     pub save: Option<PathBuf>,
 
     /// Write a training checkpoint here (model, optimizer state, progress) at the end, every
-    /// --checkpoint-every epochs, and on Ctrl-C [default: checkpoint.safetensors when
-    /// --checkpoint-every is given or on Ctrl-C].
+    /// --checkpoint-every epochs, and on Ctrl-C [default: the --resume file when resuming,
+    /// else checkpoint.safetensors when --checkpoint-every is given or on Ctrl-C].
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
 
@@ -335,10 +335,15 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     if args.checkpoint_every == Some(0) {
         bail!("--checkpoint-every must be at least 1");
     }
-    let checkpoint_path = args.checkpoint.clone().or_else(|| {
-        args.checkpoint_every
-            .map(|_| PathBuf::from(DEFAULT_CHECKPOINT))
-    });
+    // A resumed run keeps writing to the checkpoint it came from unless told otherwise.
+    let checkpoint_path = args
+        .checkpoint
+        .clone()
+        .or_else(|| args.resume.clone())
+        .or_else(|| {
+            args.checkpoint_every
+                .map(|_| PathBuf::from(DEFAULT_CHECKPOINT))
+        });
 
     let source = DataSource::parse(&settings.data);
     let Splits {
@@ -528,7 +533,8 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         "hidden": settings.hidden,
         "activation": settings.activation,
         "optimizer": settings.optimizer,
-        "lr": settings.lr,
+        // Through its shortest decimal form, so 1e-3 prints as 0.001 and not 0.0010000000474.
+        "lr": settings.lr.to_string().parse::<f64>().unwrap_or(settings.lr as f64),
         "loss": trainer.net.spec.loss,
         "seed": settings.seed,
         "parameters": parameters,

@@ -32,9 +32,11 @@ impl Activation {
 pub enum LossKind {
     /// Softmax output fused with categorical cross-entropy.
     #[value(name = "cross-entropy", alias = "ce", alias = "softmax-ce")]
+    #[serde(rename = "cross-entropy")]
     SoftmaxCrossEntropy,
     /// Sigmoid output fused with binary cross-entropy (one-vs-all for several classes).
     #[value(name = "bce", alias = "binary-cross-entropy")]
+    #[serde(rename = "bce")]
     SigmoidBce,
     /// Mean squared error on a linear output.
     Mse,
