@@ -15,8 +15,7 @@
 
 use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::backend::{Backend, Buf, DType, STATS_PER_ROW};
-use wgtrain::data::Scale;
-use wgtrain::model::{Activation, Layer, LossKind, ModelSpec, Network, ParamLayout, Task};
+use wgtrain::model::{Activation, Layer, LossKind, ModelSpec, Network, ParamLayout};
 use wgtrain::rng::{Rng, hash_to_unit, hash3};
 use wgtrain::train::Regularization;
 
@@ -642,15 +641,12 @@ fn whole_model_partial_batch() {
 // layer (the network skips dX of its first layer, which nothing needs, so dX is observable only
 // as the upstream gradient of the layer below: dW₁ = dX₂ᵀ·X is wrong whenever dX₂ is).
 
+/// An MSE model of exactly these layers (built through `mlp` so that fields added to
+/// `ModelSpec` later keep their defaults).
 fn dense_spec(layers: Vec<Layer>, inputs: usize) -> ModelSpec {
-    ModelSpec {
-        layers,
-        loss: LossKind::Mse,
-        task: Task::Regression,
-        input_shape: (1, inputs),
-        scale: Scale::ZeroOne,
-        class_names: None,
-    }
+    let mut spec = ModelSpec::mlp(inputs, &[], 1, Activation::Linear, 0.0, LossKind::Mse).unwrap();
+    spec.layers = layers;
+    spec
 }
 
 #[test]
