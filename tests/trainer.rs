@@ -241,3 +241,30 @@ fn identical_seeds_give_identical_training() {
     let (p3, _) = run(43);
     assert_ne!(p1, p3);
 }
+
+/// `predict` returns one row per data row in the data set's order, even after training on the
+/// same resident copy has reordered its rows.
+#[test]
+fn predict_keeps_the_data_order_after_training() {
+    let data = blobs(20, 7);
+    let spec = ModelSpec::mlp(
+        2,
+        &[8],
+        3,
+        Activation::Relu,
+        0.0,
+        LossKind::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let mut t = trainer(spec, 8, adam(0.01), 12);
+    let resident = t.upload(&data).unwrap();
+    run_epochs(&mut t, &resident, 2);
+    let fresh = t.upload(&data).unwrap();
+    let want = t.predict(&fresh).unwrap();
+    assert_eq!(want.len(), 20 * 3);
+    // Rows of probabilities.
+    for row in want.chunks_exact(3) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6, "{row:?}");
+    }
+    assert_eq!(t.predict(&resident).unwrap(), want);
+}
