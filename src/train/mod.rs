@@ -272,12 +272,16 @@ impl Trainer {
     }
 
     /// Output of the model (after the loss's output activation: probabilities for class
-    /// models) for every row of `data`, (rows, outputs) row-major.
+    /// models) for every row of `data`, (rows, outputs) row-major, in the data set's order.
     pub fn predict(&mut self, data: &ResidentData) -> Result<Vec<f32>> {
         let outputs = self.net.spec.outputs();
         let act = self.net.spec.loss.output_activation();
         let mut all = Vec::with_capacity(data.rows * outputs);
         let b = self.backend.as_mut();
+        // Training on `data` leaves its index in the last epoch's shuffled order; outputs must
+        // line up with the rows as stored.
+        let identity: Vec<u32> = (0..data.rows as u32).collect();
+        b.write_u32(data.index, &identity)?;
         let net = &self.net;
         for start in (0..data.rows).step_by(net.max_batch) {
             let rows = net.max_batch.min(data.rows - start);

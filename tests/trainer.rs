@@ -1,0 +1,270 @@
+//! The trainer end to end on the CPU backend, on small synthetic data sets built by hand.
+
+use wgtrain::backend::cpu::CpuBackend;
+use wgtrain::data::{Dataset, Features, Targets};
+use wgtrain::model::{Activation, LossKind, ModelSpec};
+use wgtrain::optim::{OptimizerConfig, OptimizerKind};
+use wgtrain::rng::Rng;
+use wgtrain::train::{EpochReport, Regularization, ResidentData, Silent, Trainer, fit};
+
+/// Three well-separated Gaussian blobs in the plane (centres on a circle of radius 3, spread
+/// 0.5), `rows` points labelled by blob.
+fn blobs(rows: usize, seed: u64) -> Dataset {
+    let mut rng = Rng::new(seed);
+    let mut features = Vec::with_capacity(rows * 2);
+    let mut labels = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        let c = rng.below(3);
+        let angle = c as f64 * std::f64::consts::TAU / 3.0;
+        features.push((3.0 * angle.cos() + 0.5 * rng.normal()) as f32);
+        features.push((3.0 * angle.sin() + 0.5 * rng.normal()) as f32);
+        labels.push(c as u32);
+    }
+    Dataset {
+        rows,
+        dim: 2,
+        image_shape: (1, 2),
+        features: Features::F32(features),
+        targets: Targets::Classes {
+            labels,
+            num_classes: 3,
+        },
+    }
+}
+
+/// `y = sin(2x₀) + 0.5·x₁` on `[-1, 1]²`.
+fn wave(rows: usize, seed: u64) -> Dataset {
+    let mut rng = Rng::new(seed);
+    let mut features = Vec::with_capacity(rows * 2);
+    let mut values = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        let (x0, x1) = (rng.next_f64() * 2.0 - 1.0, rng.next_f64() * 2.0 - 1.0);
+        features.extend([x0 as f32, x1 as f32]);
+        values.push(((2.0 * x0).sin() + 0.5 * x1) as f32);
+    }
+    Dataset {
+        rows,
+        dim: 2,
+        image_shape: (1, 2),
+        features: Features::F32(features),
+        targets: Targets::Values { values, dim: 1 },
+    }
+}
+
+fn trainer(spec: ModelSpec, batch: usize, opt: OptimizerConfig, seed: u64) -> Trainer {
+    Trainer::new(
+        Box::new(CpuBackend::new()),
+        spec,
+        batch,
+        opt,
+        Regularization::default(),
+        seed,
+    )
+    .unwrap()
+}
+
+/// Trains `epochs` epochs without a held-out set. (The one call of `fit`, so that a change of its
+/// signature touches one line.)
+fn run_epochs(t: &mut Trainer, data: &ResidentData, epochs: usize) -> Vec<EpochReport> {
+    fit(t, data, None, epochs, &mut Silent).unwrap()
+}
+
+fn adam(lr: f32) -> OptimizerConfig {
+    OptimizerConfig {
+        lr,
+        ..OptimizerConfig::new(OptimizerKind::Adam)
+    }
+}
+
+#[test]
+fn learns_separable_classes() {
+    let data = blobs(300, 1);
+    let spec = ModelSpec::mlp(
+        2,
+        &[16],
+        3,
+        Activation::Relu,
+        0.0,
+        LossKind::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let mut t = trainer(spec, 32, adam(0.01), 7);
+    let train = t.upload(&data).unwrap();
+    let before = t.evaluate(&train).unwrap();
+    let reports = run_epochs(&mut t, &train, 15);
+    let after = t.evaluate(&train).unwrap();
+    assert!(after.metric > 0.97, "accuracy {}", after.metric);
+    assert!(
+        after.loss < 0.2 * before.loss,
+        "loss {} -> {}",
+        before.loss,
+        after.loss
+    );
+    let (first, last) = (&reports[0], reports.last().unwrap());
+    assert!(last.train_loss < first.train_loss, "{first:?}\n{last:?}");
+    assert!(last.train_metric > 0.95, "{last:?}");
+    assert!(reports.iter().all(|r| r.reg_loss == 0.0));
+    assert_eq!(t.progress.epoch, 15);
+}
+
+/// Sigmoid + BCE on two of the blobs with one output.
+#[test]
+fn learns_binary_classes_with_one_output() {
+    let mut data = blobs(200, 2);
+    if let Targets::Classes {
+        labels,
+        num_classes,
+    } = &mut data.targets
+    {
+        labels.iter_mut().for_each(|l| *l = (*l == 0) as u32);
+        *num_classes = 2;
+    }
+    let spec = ModelSpec::mlp(2, &[8], 1, Activation::Tanh, 0.0, LossKind::SigmoidBce).unwrap();
+    let mut t = trainer(spec, 16, adam(0.02), 8);
+    let train = t.upload(&data).unwrap();
+    run_epochs(&mut t, &train, 10);
+    let m = t.evaluate(&train).unwrap();
+    assert!(m.metric > 0.97, "accuracy {}", m.metric);
+}
+
+#[test]
+fn learns_a_regression_with_mse() {
+    let data = wave(256, 3);
+    let spec = ModelSpec::mlp(2, &[32], 1, Activation::Tanh, 0.0, LossKind::Mse).unwrap();
+    let mut t = trainer(spec, 16, adam(0.02), 9);
+    let train = t.upload(&data).unwrap();
+    let before = t.evaluate(&train).unwrap();
+    let reports = run_epochs(&mut t, &train, 40);
+    assert!(reports.last().unwrap().train_loss < reports[0].train_loss);
+    let after = t.evaluate(&train).unwrap();
+    // The targets have variance about 0.68: an MSE of 0.01 leaves 1.5% of it unexplained.
+    assert!(
+        after.loss < 0.01 && after.loss < 0.05 * before.loss,
+        "mse {} -> {}",
+        before.loss,
+        after.loss
+    );
+    // The metric of a regression is the MAE, which must agree with the MSE's scale.
+    assert!(after.metric < 0.1, "mae {}", after.metric);
+    assert!(after.metric * after.metric <= after.loss + 1e-12);
+}
+
+/// 10 rows in batches of 4: every epoch has a last batch of 2 rows, which must be trained on
+/// and counted.
+#[test]
+fn last_partial_batch_is_processed() {
+    let data = blobs(10, 4);
+    let spec = ModelSpec::mlp(
+        2,
+        &[8],
+        3,
+        Activation::Relu,
+        0.0,
+        LossKind::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let mut t = trainer(spec.clone(), 4, adam(0.01), 10);
+    let train = t.upload(&data).unwrap();
+    run_epochs(&mut t, &train, 3);
+    // Without an evaluation set the accumulator still holds the last epoch's training metrics.
+    assert_eq!(t.read_metrics().unwrap().rows, 10);
+    // ceil(10 / 4) = 3 updates per epoch.
+    assert_eq!(t.progress.step, 9);
+    assert_eq!(t.evaluate(&train).unwrap().rows, 10);
+
+    // Evaluating in batches of 4, 4, 2 gives the loss of one batch of 10 (same parameters):
+    // the partial batch's rows are neither dropped nor padded.
+    let mut whole = trainer(spec, 10, adam(0.01), 10);
+    let params = t.params().unwrap();
+    whole.backend.write_f32(whole.net.params, &params).unwrap();
+    let train_whole = whole.upload(&data).unwrap();
+    let (a, b) = (
+        t.evaluate(&train).unwrap(),
+        whole.evaluate(&train_whole).unwrap(),
+    );
+    assert_eq!(b.rows, 10);
+    assert!((a.loss - b.loss).abs() <= 1e-6 * b.loss, "{a:?} vs {b:?}");
+    assert_eq!(a.metric, b.metric);
+}
+
+/// The partial batch moves the parameters: one epoch on 5 rows in batches of 4 is two updates,
+/// and differs from one update on the first 4 rows alone.
+#[test]
+fn partial_batch_updates_the_parameters() {
+    let data = blobs(5, 5);
+    let spec = ModelSpec::mlp(
+        2,
+        &[4],
+        3,
+        Activation::Tanh,
+        0.0,
+        LossKind::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let mut t = trainer(spec, 4, adam(0.01), 11);
+    let train = t.upload(&data).unwrap();
+    t.shuffle(&train).unwrap();
+    t.step(&train, 0, 4).unwrap();
+    let after_full = t.params().unwrap();
+    t.step(&train, 4, 1).unwrap();
+    let after_partial = t.params().unwrap();
+    assert_ne!(after_full, after_partial);
+    assert!(after_partial.iter().all(|v| v.is_finite()));
+}
+
+/// The same seed gives bit-identical parameters and losses, dropout and shuffling included; a
+/// different seed does not.
+#[test]
+fn identical_seeds_give_identical_training() {
+    let data = blobs(100, 6);
+    let spec = ModelSpec::mlp(
+        2,
+        &[12, 8],
+        3,
+        Activation::Relu,
+        0.3,
+        LossKind::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let run = |seed: u64| {
+        let mut t = trainer(spec.clone(), 16, adam(0.01), seed);
+        let resident = t.upload(&data).unwrap();
+        let reports = run_epochs(&mut t, &resident, 3);
+        let losses: Vec<u64> = reports.iter().map(|r| r.train_loss.to_bits()).collect();
+        let params: Vec<u32> = t.params().unwrap().iter().map(|v| v.to_bits()).collect();
+        (params, losses)
+    };
+    let (p1, l1) = run(42);
+    let (p2, l2) = run(42);
+    assert_eq!(p1, p2);
+    assert_eq!(l1, l2);
+    let (p3, _) = run(43);
+    assert_ne!(p1, p3);
+}
+
+/// `predict` returns one row per data row in the data set's order, even after training on the
+/// same resident copy has reordered its rows.
+#[test]
+fn predict_keeps_the_data_order_after_training() {
+    let data = blobs(20, 7);
+    let spec = ModelSpec::mlp(
+        2,
+        &[8],
+        3,
+        Activation::Relu,
+        0.0,
+        LossKind::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let mut t = trainer(spec, 8, adam(0.01), 12);
+    let resident = t.upload(&data).unwrap();
+    run_epochs(&mut t, &resident, 2);
+    let fresh = t.upload(&data).unwrap();
+    let want = t.predict(&fresh).unwrap();
+    assert_eq!(want.len(), 20 * 3);
+    // Rows of probabilities.
+    for row in want.chunks_exact(3) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6, "{row:?}");
+    }
+    assert_eq!(t.predict(&resident).unwrap(), want);
+}
