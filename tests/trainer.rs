@@ -5,7 +5,7 @@ use wgtrain::data::{Dataset, Features, Targets};
 use wgtrain::model::{Activation, LossKind, ModelSpec};
 use wgtrain::optim::{OptimizerConfig, OptimizerKind};
 use wgtrain::rng::Rng;
-use wgtrain::train::{EpochReport, Regularization, ResidentData, Silent, Trainer, fit};
+use wgtrain::train::{EpochReport, Regularization, ResidentData, RunData, Silent, Trainer, fit};
 
 /// Three well-separated Gaussian blobs in the plane (centres on a circle of radius 3, spread
 /// 0.5), `rows` points labelled by blob.
@@ -66,7 +66,17 @@ fn trainer(spec: ModelSpec, batch: usize, opt: OptimizerConfig, seed: u64) -> Tr
 /// Trains `epochs` epochs without a held-out set. (The one call of `fit`, so that a change of its
 /// signature touches one line.)
 fn run_epochs(t: &mut Trainer, data: &ResidentData, epochs: usize) -> Vec<EpochReport> {
-    fit(t, data, None, epochs, &mut Silent).unwrap()
+    fit(
+        t,
+        RunData {
+            train: data,
+            val: None,
+            test: None,
+        },
+        epochs,
+        &mut Silent,
+    )
+    .unwrap()
 }
 
 fn adam(lr: f32) -> OptimizerConfig {
