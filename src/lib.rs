@@ -5,6 +5,7 @@
 //! any backend; [`cli`] is the command line.
 
 pub mod backend;
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod error;

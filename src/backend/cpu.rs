@@ -9,6 +9,7 @@ use crate::optim::OptimizerKind;
 use crate::rng::{hash_to_unit, hash3};
 use crate::{Error, Result};
 use ndarray::{ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
+use rayon::prelude::*;
 
 enum Store {
     F32(Vec<f32>),
@@ -354,46 +355,36 @@ impl Backend for CpuBackend {
         check_len("activation grad", dy, n)?;
         check_len("activation input grad", dx, n)?;
         distinct(dx, &[y]);
-        let g: Vec<f32> = self.f32s(dy)[..n].to_vec();
-        self.with_dst(dx, |me, dx| {
+        if dx != dy {
+            distinct(dx, &[dy]);
+            let g = self.f32s(dy)[..n].to_vec();
+            self.f32s_mut(dx)[..n].copy_from_slice(&g);
+        }
+        // Now dx holds dy; scale it in place by f'(x), expressed through y.
+        self.with_dst(dx, |me, g| {
             let y = &me.f32s(y)[..n];
-            let dx = &mut dx[..n];
+            let g = &mut g[..n];
             match act {
-                Activation::Relu => {
-                    for i in 0..n {
-                        dx[i] = if y[i] > 0.0 { g[i] } else { 0.0 };
+                Activation::Relu => g.iter_mut().zip(y).for_each(|(g, &y)| {
+                    if y <= 0.0 {
+                        *g = 0.0
                     }
-                }
-                Activation::LeakyRelu => {
-                    for i in 0..n {
-                        dx[i] = if y[i] > 0.0 { g[i] } else { LEAKY_SLOPE * g[i] };
+                }),
+                Activation::LeakyRelu => g.iter_mut().zip(y).for_each(|(g, &y)| {
+                    if y <= 0.0 {
+                        *g *= LEAKY_SLOPE
                     }
-                }
-                Activation::Sigmoid => {
-                    for i in 0..n {
-                        dx[i] = g[i] * y[i] * (1.0 - y[i]);
-                    }
-                }
-                Activation::Tanh => {
-                    for i in 0..n {
-                        dx[i] = g[i] * (1.0 - y[i] * y[i]);
-                    }
-                }
+                }),
+                Activation::Sigmoid => g.iter_mut().zip(y).for_each(|(g, &y)| *g *= y * (1.0 - y)),
+                Activation::Tanh => g.iter_mut().zip(y).for_each(|(g, &y)| *g *= 1.0 - y * y),
                 Activation::Softmax => {
                     // dx = y ⊙ (dy - Σ_j dy_j y_j), the Jacobian-vector product per row.
-                    for r in 0..rows {
-                        let s = r * cols..(r + 1) * cols;
-                        let dot: f32 = g[s.clone()]
-                            .iter()
-                            .zip(&y[s.clone()])
-                            .map(|(a, b)| a * b)
-                            .sum();
-                        for i in s {
-                            dx[i] = y[i] * (g[i] - dot);
-                        }
+                    for (g, y) in g.chunks_exact_mut(cols).zip(y.chunks_exact(cols)) {
+                        let dot: f32 = g.iter().zip(y).map(|(a, b)| a * b).sum();
+                        g.iter_mut().zip(y).for_each(|(g, &y)| *g = y * (*g - dot));
                     }
                 }
-                Activation::Linear => dx.copy_from_slice(&g),
+                Activation::Linear => {}
             }
         });
         Ok(())
@@ -538,7 +529,13 @@ impl Backend for CpuBackend {
             let p = &mut p[range(params)];
             let s1 = &mut s1[range(state1)];
             let s2 = &mut s2[range(state2)];
-            update_slices(u, p, g, s1, s2);
+            // Independent per element: split over the cores in cache-sized chunks.
+            const CHUNK: usize = 1 << 14;
+            p.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(s1.par_chunks_mut(CHUNK))
+                .zip(s2.par_chunks_mut(CHUNK))
+                .for_each(|(((p, g), s1), s2)| update_slices(u, p, g, s1, s2));
         }
         self.put(params, p);
         self.put(state1, s1);

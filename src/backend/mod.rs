@@ -112,6 +112,10 @@ pub trait Backend {
     fn read_u32(&mut self, src: Buf) -> Result<Vec<u32>>;
     /// Submits recorded work without waiting for it.
     fn flush(&mut self) -> Result<()>;
+    /// Submits recorded work and waits until it is done (for timing).
+    fn sync(&mut self) -> Result<()> {
+        self.flush()
+    }
 
     /// `dst = value` for every element.
     fn fill(&mut self, dst: Buf, value: f32) -> Result<()>;

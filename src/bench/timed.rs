@@ -1,0 +1,208 @@
+//! A backend wrapper that times every op: the per-kernel breakdown of a training step.
+//!
+//! Each op is followed by [`Backend::sync`], so the time is the op's own (on the GPU this adds
+//! one submission and wait per op; the GPU backend's timestamp queries, where supported, give
+//! the kernel times without that overhead).
+
+use crate::Result;
+use crate::backend::{Backend, Buf, DType, MatmulDims, UpdateParams};
+use crate::model::{Activation, LossKind};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Op name -> (calls, total seconds), shared with whoever reads the breakdown.
+pub type OpTimes = Rc<RefCell<BTreeMap<String, (usize, f64)>>>;
+
+pub struct Timed {
+    pub inner: Box<dyn Backend>,
+    times: OpTimes,
+}
+
+impl Timed {
+    /// Wraps `inner`; the returned handle sees the times as they accumulate.
+    pub fn new(inner: Box<dyn Backend>) -> (Timed, OpTimes) {
+        let times = OpTimes::default();
+        (
+            Timed {
+                inner,
+                times: times.clone(),
+            },
+            times,
+        )
+    }
+
+    fn time<R>(
+        &mut self,
+        name: String,
+        f: impl FnOnce(&mut dyn Backend) -> Result<R>,
+    ) -> Result<R> {
+        self.inner.sync()?;
+        let t = Instant::now();
+        let r = f(self.inner.as_mut())?;
+        self.inner.sync()?;
+        let mut times = self.times.borrow_mut();
+        let e = times.entry(name).or_insert((0, 0.0));
+        e.0 += 1;
+        e.1 += t.elapsed().as_secs_f64();
+        Ok(r)
+    }
+}
+
+fn mm_name(d: &MatmulDims) -> String {
+    let form = match (d.trans_a, d.trans_b) {
+        (false, false) => "A·B",
+        (true, false) => "Aᵀ·B",
+        (false, true) => "A·Bᵀ",
+        (true, true) => "Aᵀ·Bᵀ",
+    };
+    format!("matmul {form} {}x{}x{}", d.m, d.k, d.n)
+}
+
+impl Backend for Timed {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn adapter(&self) -> Option<String> {
+        self.inner.adapter()
+    }
+    fn alloc(&mut self, dtype: DType, len: usize, label: &str) -> Result<Buf> {
+        self.inner.alloc(dtype, len, label)
+    }
+    fn write_f32(&mut self, dst: Buf, data: &[f32]) -> Result<()> {
+        self.inner.write_f32(dst, data)
+    }
+    fn write_u32(&mut self, dst: Buf, data: &[u32]) -> Result<()> {
+        self.time("upload indices".into(), |b| b.write_u32(dst, data))
+    }
+    fn write_u8(&mut self, dst: Buf, data: &[u8]) -> Result<()> {
+        self.inner.write_u8(dst, data)
+    }
+    fn read_f32(&mut self, src: Buf) -> Result<Vec<f32>> {
+        self.time("read back".into(), |b| b.read_f32(src))
+    }
+    fn read_u32(&mut self, src: Buf) -> Result<Vec<u32>> {
+        self.inner.read_u32(src)
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.inner.flush()
+    }
+    fn sync(&mut self) -> Result<()> {
+        self.inner.sync()
+    }
+    fn fill(&mut self, dst: Buf, value: f32) -> Result<()> {
+        self.time("fill".into(), |b| b.fill(dst, value))
+    }
+    fn gather_rows(
+        &mut self,
+        src: Buf,
+        idx: Buf,
+        rows: usize,
+        cols: usize,
+        affine: (f32, f32),
+        dst: Buf,
+    ) -> Result<()> {
+        let name = format!("gather rows {rows}x{cols}");
+        self.time(name, |b| b.gather_rows(src, idx, rows, cols, affine, dst))
+    }
+    fn gather_labels(&mut self, src: Buf, idx: Buf, rows: usize, dst: Buf) -> Result<()> {
+        self.time("gather labels".into(), |b| {
+            b.gather_labels(src, idx, rows, dst)
+        })
+    }
+    fn matmul(
+        &mut self,
+        a: Buf,
+        b: Buf,
+        bias: Option<Buf>,
+        c: Buf,
+        dims: MatmulDims,
+    ) -> Result<()> {
+        let name = mm_name(&dims) + if bias.is_some() { " +bias" } else { "" };
+        self.time(name, |be| be.matmul(a, b, bias, c, dims))
+    }
+    fn col_sum(&mut self, a: Buf, rows: usize, cols: usize, out: Buf) -> Result<()> {
+        self.time(format!("col_sum {rows}x{cols}"), |b| {
+            b.col_sum(a, rows, cols, out)
+        })
+    }
+    fn act_forward(
+        &mut self,
+        act: Activation,
+        x: Buf,
+        y: Buf,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        let name = format!("{act:?} forward {rows}x{cols}").to_lowercase();
+        self.time(name, |b| b.act_forward(act, x, y, rows, cols))
+    }
+    fn act_backward(
+        &mut self,
+        act: Activation,
+        y: Buf,
+        dy: Buf,
+        dx: Buf,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        let name = format!("{act:?} backward {rows}x{cols}").to_lowercase();
+        self.time(name, |b| b.act_backward(act, y, dy, dx, rows, cols))
+    }
+    fn dropout_forward(
+        &mut self,
+        x: Buf,
+        y: Buf,
+        mask: Buf,
+        n: usize,
+        p: f32,
+        seed: u32,
+        stream: u32,
+    ) -> Result<()> {
+        self.time(format!("dropout forward {n}"), |b| {
+            b.dropout_forward(x, y, mask, n, p, seed, stream)
+        })
+    }
+    fn mul_inplace(&mut self, x: Buf, mask: Buf, n: usize) -> Result<()> {
+        self.time(format!("dropout backward {n}"), |b| {
+            b.mul_inplace(x, mask, n)
+        })
+    }
+    fn loss(
+        &mut self,
+        kind: LossKind,
+        out: Buf,
+        targets: Buf,
+        rows: usize,
+        cols: usize,
+        grad: Option<Buf>,
+        stats: Buf,
+    ) -> Result<()> {
+        let name = format!("loss {kind:?} {rows}x{cols}").to_lowercase();
+        self.time(name, |b| {
+            b.loss(kind, out, targets, rows, cols, grad, stats)
+        })
+    }
+    fn accumulate_stats(&mut self, stats: Buf, rows: usize, acc: Buf) -> Result<()> {
+        self.time("accumulate stats".into(), |b| {
+            b.accumulate_stats(stats, rows, acc)
+        })
+    }
+    fn regularize(&mut self, param: Buf, grad: Buf, l1: f32, l2: f32) -> Result<()> {
+        self.time(format!("regularize {}", param.len), |b| {
+            b.regularize(param, grad, l1, l2)
+        })
+    }
+    fn update(
+        &mut self,
+        params: Buf,
+        grads: Buf,
+        state1: Buf,
+        state2: Buf,
+        p: &UpdateParams,
+    ) -> Result<()> {
+        let name = format!("{:?} update {}", p.kind, params.len).to_lowercase();
+        self.time(name, |b| b.update(params, grads, state1, state2, p))
+    }
+}
