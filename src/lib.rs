@@ -2,13 +2,15 @@
 //!
 //! The layout follows the architecture: [`data`] reads data sets; [`model`] describes a model
 //! and plans it on a [`backend`]; [`optim`] holds optimizer settings; [`train`] runs epochs on
-//! any backend; [`cli`] is the command line.
+//! any backend; [`infer`] evaluates and applies saved models; [`report`] writes metrics and
+//! curves; [`cli`] is the command line.
 
 pub mod backend;
 pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod infer;
 pub mod model;
 pub mod optim;
 pub mod report;

@@ -1,6 +1,9 @@
 //! The command line: `wgtrain <command>`. Each command's flags become a validated config here;
 //! the work is done by the library.
 
+mod eval;
+mod plot;
+mod predict;
 mod progress;
 mod train;
 
@@ -22,6 +25,20 @@ pub struct Cli {
 pub enum Command {
     /// Train a model on a data set and report its accuracy on the test set.
     Train(Box<train::TrainArgs>),
+    /// Measure a saved model: loss, accuracy, confusion matrix and per-class scores.
+    ///
+    /// Loss and accuracy go through the same code as training's evaluation, so on the same
+    /// data they equal what training reported. Classifiers also get a confusion matrix (rows:
+    /// true class, columns: predicted) and per-class precision, recall and F1 with their
+    /// macro averages; regression models get MSE and MAE.
+    Eval(eval::EvalArgs),
+    /// Top classes of images (PNG/JPEG) or IDX samples, by a saved model.
+    ///
+    /// Images of any size and colour mode are converted to grayscale, resized to the model's
+    /// input and scaled as its training data was. Regression models print their outputs.
+    Predict(predict::PredictArgs),
+    /// Draw a metrics file from `train --metrics` as loss and accuracy curves (PNG).
+    Plot(plot::PlotArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -34,5 +51,8 @@ pub fn run() -> anyhow::Result<()> {
         .unwrap_or_default();
     match cli.command {
         Command::Train(args) => train::run(*args, &sub),
+        Command::Eval(args) => eval::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Plot(args) => plot::run(args),
     }
 }

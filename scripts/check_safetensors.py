@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Checks that a wgtrain model file is usable from Python with no wgtrain code.
+
+It loads the weights with `safetensors.numpy.load_file`, reads the model spec from the file's
+metadata, runs the MLP forward in NumPy on the first N images of an IDX file (read with NumPy
+from the .gz), and compares the predicted classes and probabilities with those of
+`wgtrain predict --idx FILE --range 0..N --json`.
+
+Not part of the test suite (it needs Python packages); run it by hand:
+
+    pip install safetensors numpy
+    wgtrain train --backend cpu --epochs 3 --save model.safetensors
+    python3 scripts/check_safetensors.py model.safetensors \
+        data/mnist-sample/t10k-images-idx3-ubyte.gz --count 20 [--wgtrain PATH]
+
+Exits with status 1 if any predicted class differs.
+"""
+
+import argparse
+import gzip
+import json
+import subprocess
+import sys
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file
+
+
+def read_idx_images(path):
+    """IDX image file (raw or gzip): big-endian magic 2051, count, rows, cols, then u8 pixels."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    magic, count, rows, cols = np.frombuffer(raw, dtype=">u4", count=4)
+    assert magic == 2051, f"{path}: not an IDX image file (magic {magic})"
+    pixels = np.frombuffer(raw, dtype=np.uint8, offset=16, count=count * rows * cols)
+    return pixels.reshape(count, rows * cols)
+
+
+def activate(name, x):
+    if name == "relu":
+        return np.maximum(x, 0)
+    if name == "leaky-relu":
+        return np.where(x > 0, x, 0.01 * x)
+    if name == "sigmoid":
+        return 1 / (1 + np.exp(-x))
+    if name == "tanh":
+        return np.tanh(x)
+    if name == "softmax":
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    if name == "linear":
+        return x
+    raise ValueError(f"unknown activation {name}")
+
+
+OUTPUT_ACTIVATION = {
+    "softmax-cross-entropy": "softmax",
+    "sigmoid-bce": "sigmoid",
+    "mse": "linear",
+    "mae": "linear",
+}
+SCALE = {"zero-one": (1 / 255, 0.0), "minus-one-one": (1 / 127.5, -1.0)}
+
+
+def forward(tensors, spec, pixels):
+    """The MLP of `spec` on u8 pixels, in float32 like wgtrain; returns the output probabilities."""
+    a, b = SCALE[spec["scale"]]
+    x = pixels.astype(np.float32) * np.float32(a) + np.float32(b)
+    for i, layer in enumerate(spec["layers"]):
+        kind = layer["type"]
+        if kind == "dense":
+            w, bias = tensors[f"layers.{i}.weight"], tensors[f"layers.{i}.bias"]
+            assert w.shape == (layer["outputs"], layer["inputs"]), (i, w.shape)
+            x = x @ w.T + bias  # PyTorch's nn.Linear: W is (out, in)
+        elif kind == "activation":
+            x = activate(layer["activation"], x)
+        elif kind == "dropout":
+            pass  # the identity at inference
+    return activate(OUTPUT_ACTIVATION[spec["loss"]], x)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("images", help="IDX image file, raw or .gz")
+    ap.add_argument("--count", type=int, default=20)
+    ap.add_argument("--wgtrain", default="wgtrain", help="path of the wgtrain binary")
+    args = ap.parse_args()
+
+    tensors = load_file(args.model)
+    with safe_open(args.model, framework="np") as f:
+        meta = f.metadata()
+    assert meta["format"] == "wgtrain" and meta["format_version"] == "1", meta
+    spec = json.loads(meta["spec"])
+    print(f"tensors: " + ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in sorted(tensors.items())))
+
+    pixels = read_idx_images(args.images)[: args.count]
+    probs = forward(tensors, spec, pixels)
+    numpy_classes = probs.argmax(axis=1)
+
+    out = subprocess.run(
+        [args.wgtrain, "predict", "--model", args.model, "--idx", args.images,
+         "--range", f"0..{len(pixels)}", "--top-k", "1", "--backend", "cpu", "--json", "-q"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    preds = json.loads(out.strip().splitlines()[-1])["predictions"]
+    wg_classes = np.array([p["top"][0]["class"] for p in preds])
+    wg_probs = np.array([p["top"][0]["probability"] for p in preds])
+
+    np_top = probs[np.arange(len(probs)), numpy_classes]
+    print(f"numpy   classes: {numpy_classes.tolist()}")
+    print(f"wgtrain classes: {wg_classes.tolist()}")
+    agree = int((numpy_classes == wg_classes).sum())
+    print(f"agree on {agree}/{len(pixels)}; max |p_numpy - p_wgtrain| of the top class: "
+          f"{np.abs(np_top - wg_probs).max():.3g}")
+    return 0 if agree == len(pixels) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
