@@ -61,11 +61,11 @@ pub enum Error {
     #[error("interrupted: {0}")]
     Interrupted(String),
 
-    #[error("{path}: {source}")]
+    /// The cause is part of the message (not a `#[source]`), so a context chain prints it once.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -79,10 +79,10 @@ impl Error {
         }
     }
 
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

@@ -104,18 +104,7 @@ impl LoadedModel {
     /// from probabilities instead could differ where two logits round to one probability, so
     /// the confusion matrix is built from the same numbers as the accuracy.
     pub fn logits(&mut self, data: &ResidentData) -> Result<Vec<f32>> {
-        let trainer = &mut self.trainer;
-        let outputs = trainer.net.spec.outputs();
-        let b = trainer.backend.as_mut();
-        let net = &trainer.net;
-        let mut all = Vec::with_capacity(data.rows * outputs);
-        for start in (0..data.rows).step_by(net.max_batch) {
-            let rows = net.max_batch.min(data.rows - start);
-            data.gather(b, net, start, rows)?;
-            net.forward(b, rows, false, 0, 0)?;
-            all.extend_from_slice(&b.read_f32(net.logits().slice(0, rows * outputs))?);
-        }
-        Ok(all)
+        self.trainer.logits(data)
     }
 }
 

@@ -271,11 +271,10 @@ impl Trainer {
         self.read_metrics()
     }
 
-    /// Output of the model (after the loss's output activation: probabilities for class
-    /// models) for every row of `data`, (rows, outputs) row-major, in the data set's order.
-    pub fn predict(&mut self, data: &ResidentData) -> Result<Vec<f32>> {
+    /// The last layer's outputs before the output activation, for every row of `data` in its
+    /// stored order, (rows, outputs) row-major.
+    pub fn logits(&mut self, data: &ResidentData) -> Result<Vec<f32>> {
         let outputs = self.net.spec.outputs();
-        let act = self.net.spec.loss.output_activation();
         let mut all = Vec::with_capacity(data.rows * outputs);
         let b = self.backend.as_mut();
         // Training on `data` leaves its index in the last epoch's shuffled order; outputs must
@@ -287,10 +286,24 @@ impl Trainer {
             let rows = net.max_batch.min(data.rows - start);
             data.gather(b, net, start, rows)?;
             net.forward(b, rows, false, 0, 0)?;
-            let logits = net.logits();
-            b.act_forward(act, logits, logits, rows, outputs)?;
-            all.extend_from_slice(&b.read_f32(logits.slice(0, rows * outputs))?);
+            all.extend_from_slice(&b.read_f32(net.logits().slice(0, rows * outputs))?);
         }
+        Ok(all)
+    }
+
+    /// Output of the model after the loss's output activation (probabilities for class
+    /// models), for every row of `data` in its stored order, (rows, outputs) row-major.
+    pub fn predict(&mut self, data: &ResidentData) -> Result<Vec<f32>> {
+        let outputs = self.net.spec.outputs();
+        let mut all = self.logits(data)?;
+        // A few rows of a few values: the host applies the activation, with the CPU
+        // reference's own functions.
+        let mut cpu = crate::backend::cpu::CpuBackend::new();
+        let buf = cpu.alloc(crate::backend::DType::F32, all.len(), "outputs")?;
+        cpu.write_f32(buf, &all)?;
+        let act = self.net.spec.loss.output_activation();
+        cpu.act_forward(act, buf, buf, data.rows, outputs)?;
+        all = cpu.read_f32(buf)?;
         Ok(all)
     }
 
