@@ -1,3 +1,133 @@
-//! `wgtrain bench`: measured figures for each backend (and peers) side by side.
+//! `wgtrain bench`: measured figures for each backend (and peers) side by side, each with the
+//! floor the hardware allows, so the table shows how far from the limit each one is.
+//!
+//! Figure names are plain ASCII so peer scripts (benches/peers/) can report the same ones.
 
+mod figures;
+mod stats;
+mod table;
 pub mod timed;
+
+pub use figures::{
+    Column, Figure, Plan, STANDARD, infer_flops_per_row, matmul_gflops, train_flops_per_row,
+};
+pub use stats::{Repeats, Spread, repeat};
+pub use table::render;
+
+use crate::Result;
+use crate::backend::{Backend, MatmulDims};
+use crate::data::Dataset;
+
+/// The MLP's own matrix products at batch `b`: forward x·Wᵀ, weight gradient dYᵀ·x and input
+/// gradient dY·W (for the first and second layers, where the time goes).
+pub fn mlp_shapes(b: usize) -> Vec<(String, MatmulDims)> {
+    let d = |m, k, n, trans_a, trans_b| MatmulDims {
+        m,
+        k,
+        n,
+        trans_a,
+        trans_b,
+    };
+    vec![
+        (
+            format!("matmul fwd {b}x784x256"),
+            d(b, 784, 256, false, true),
+        ),
+        (
+            format!("matmul dW 256x{b}x784"),
+            d(256, b, 784, true, false),
+        ),
+        (
+            format!("matmul dX {b}x128x256"),
+            d(b, 128, 256, false, false),
+        ),
+    ]
+}
+
+/// Measures one backend. `make` opens a fresh backend for each part (so the parts do not share
+/// allocations); `data` is the training set for throughput figures.
+pub fn measure_backend(
+    make: &dyn Fn() -> Result<Box<dyn Backend>>,
+    data: &Dataset,
+    test: &Dataset,
+    plan: &Plan,
+    log: &dyn Fn(&str),
+) -> Result<Column> {
+    let mut b = make()?;
+    let name = b.name().to_string();
+    let device = b.adapter();
+    let mut figs: Vec<Figure> = Vec::new();
+    let fig = |name: String, unit: &str, spread: Spread| Figure {
+        name,
+        unit: unit.into(),
+        spread,
+        floor: None,
+    };
+    let mut shapes = mlp_shapes(128);
+    shapes.push(mlp_shapes(1024).swap_remove(0));
+    for &n in &plan.squares {
+        shapes.push((
+            format!("matmul square {n}"),
+            MatmulDims {
+                m: n,
+                k: n,
+                n,
+                trans_a: false,
+                trans_b: false,
+            },
+        ));
+    }
+    for (label, dims) in shapes {
+        log(&format!("{name}: {label}"));
+        let s = matmul_gflops(b.as_mut(), dims, plan.repeats)?;
+        figs.push(fig(label, "GFLOP/s", s));
+    }
+    let peak = figs.iter().map(|f| f.spread.median).fold(0.0f64, f64::max);
+    for f in figs.iter_mut() {
+        f.floor = Some(peak);
+    }
+    log(&format!("{name}: bandwidth"));
+    let bw = bandwidth_gbs(b.as_mut(), plan.repeats)?;
+    figs.push(fig("bandwidth x*=m 16Mi".into(), "GB/s", bw));
+    drop(b);
+
+    let train_flops = train_flops_per_row(&STANDARD);
+    for &batch in &plan.batches {
+        log(&format!("{name}: training, batch {batch}"));
+        let (rate, secs) = figures::train_throughput(make()?, data, batch, plan.epochs)?;
+        figs.push(Figure {
+            floor: Some(peak * 1e9 / train_flops),
+            ..fig(format!("train b{batch}"), "samples/s", rate)
+        });
+        figs.push(Figure {
+            floor: Some(data.rows as f64 * train_flops / (peak * 1e9)),
+            ..fig(format!("epoch b{batch}"), "s", secs)
+        });
+    }
+    log(&format!("{name}: inference"));
+    let inf = figures::infer_throughput(make()?, test, plan.repeats)?;
+    figs.push(Figure {
+        floor: Some(peak * 1e9 / infer_flops_per_row(&STANDARD)),
+        ..fig("inference b1024".into(), "samples/s", inf)
+    });
+    log(&format!("{name}: step breakdown"));
+    for (op, secs) in figures::step_breakdown(make()?, data, 128, 50)? {
+        let us = secs * 1e6;
+        figs.push(fig(
+            format!("step b128: {op}"),
+            "us",
+            Spread {
+                median: us,
+                min: us,
+                max: us,
+            },
+        ));
+    }
+    Ok(Column {
+        name,
+        device,
+        figures: figs,
+    })
+}
+
+use figures::bandwidth_gbs;

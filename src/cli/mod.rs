@@ -1,6 +1,7 @@
 //! The command line: `wgtrain <command>`. Each command's flags become a validated config here;
 //! the work is done by the library.
 
+mod bench;
 mod eval;
 mod plot;
 mod predict;
@@ -39,6 +40,9 @@ pub enum Command {
     Predict(predict::PredictArgs),
     /// Draw a metrics file from `train --metrics` as loss and accuracy curves (PNG).
     Plot(plot::PlotArgs),
+    /// Measure each backend side by side: matmul GFLOP/s, bandwidth, a training step's
+    /// kernels, training and inference throughput, each beside the floor the hardware allows.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -54,5 +58,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Plot(args) => plot::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,203 @@
+//! The figures one backend is measured on: matrix products, memory bandwidth, a training
+//! step's kernels, training and inference throughput.
+
+use super::stats::{Repeats, Spread, repeat};
+use super::timed::Timed;
+use crate::Result;
+use crate::backend::{Backend, Buf, DType, MatmulDims};
+use crate::data::Dataset;
+use crate::model::{Activation, LossKind, ModelSpec};
+use crate::optim::{OptimizerConfig, OptimizerKind};
+use crate::rng::Rng;
+use crate::train::{Regularization, Trainer};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// One measured figure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    pub name: String,
+    pub unit: String,
+    #[serde(flatten)]
+    pub spread: Spread,
+    /// The best value the hardware allows for this figure, from the measured matmul peak and
+    /// memory bandwidth (in the figure's unit), where one is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<f64>,
+}
+
+/// The figures of one column of the table: a backend of ours or a peer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    #[serde(default)]
+    pub device: Option<String>,
+    pub figures: Vec<Figure>,
+}
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Square matmul sizes.
+    pub squares: Vec<usize>,
+    /// Batch sizes for training throughput.
+    pub batches: Vec<usize>,
+    /// Epochs timed per batch size (after one warm-up epoch).
+    pub epochs: usize,
+    pub repeats: Repeats,
+}
+
+/// The standard configuration's layer sizes.
+pub const STANDARD: [usize; 4] = [784, 256, 128, 10];
+
+/// FLOPs of one training step per row of the standard MLP: forward 2·Σ in·out, backward twice
+/// that (weight and input gradients), less the input gradient of the first layer.
+pub fn train_flops_per_row(sizes: &[usize]) -> f64 {
+    let layers: Vec<(usize, usize)> = sizes.windows(2).map(|w| (w[0], w[1])).collect();
+    let fwd: f64 = layers.iter().map(|&(i, o)| 2.0 * (i * o) as f64).sum();
+    let first_dx = 2.0 * (layers[0].0 * layers[0].1) as f64;
+    3.0 * fwd - first_dx
+}
+
+/// FLOPs of a forward pass per row.
+pub fn infer_flops_per_row(sizes: &[usize]) -> f64 {
+    sizes.windows(2).map(|w| 2.0 * (w[0] * w[1]) as f64).sum()
+}
+
+fn random(b: &mut dyn Backend, len: usize, rng: &mut Rng, label: &str) -> Result<Buf> {
+    let v: Vec<f32> = (0..len).map(|_| rng.normal() as f32).collect();
+    let buf = b.alloc(DType::F32, len, label)?;
+    b.write_f32(buf, &v)?;
+    Ok(buf)
+}
+
+/// GFLOP/s of `reps` back-to-back products of one shape, as in a training step (the inputs
+/// stay resident; the clock stops when the device is done).
+pub fn matmul_gflops(b: &mut dyn Backend, dims: MatmulDims, r: Repeats) -> Result<Spread> {
+    let mut rng = Rng::new(7);
+    let (m, k, n) = (dims.m, dims.k, dims.n);
+    let a = random(b, m * k, &mut rng, "bench a")?;
+    let bb = random(b, k * n, &mut rng, "bench b")?;
+    let c = b.alloc(DType::F32, m * n, "bench c")?;
+    let flops = 2.0 * (m * k * n) as f64;
+    // Enough products per timing that launch overheads are amortised like in a real step.
+    let inner = ((2e9 / flops) as usize).clamp(1, 50);
+    let secs = repeat(r, || {
+        b.sync()?;
+        let t = Instant::now();
+        for _ in 0..inner {
+            b.matmul(a, bb, None, c, dims)?;
+        }
+        b.sync()?;
+        Ok(t.elapsed().as_secs_f64() / inner as f64)
+    })?;
+    Ok(Spread::rate(secs, flops / 1e9))
+}
+
+/// GB/s of an elementwise pass (`x *= m` over 16 Mi floats: 12 bytes per element).
+pub fn bandwidth_gbs(b: &mut dyn Backend, r: Repeats) -> Result<Spread> {
+    let n = 1 << 24;
+    let mut rng = Rng::new(9);
+    let x = random(b, n, &mut rng, "bench x")?;
+    let ones = vec![1.0f32; n];
+    let m = b.alloc(DType::F32, n, "bench m")?;
+    b.write_f32(m, &ones)?;
+    let secs = repeat(r, || {
+        b.sync()?;
+        let t = Instant::now();
+        b.mul_inplace(x, m, n)?;
+        b.sync()?;
+        Ok(t.elapsed().as_secs_f64())
+    })?;
+    Ok(Spread::rate(secs, 12.0 * n as f64 / 1e9))
+}
+
+/// The standard trainer (784-256-128-10 ReLU, softmax-CE, Adam 1e-3) on `backend`.
+pub fn standard_trainer(backend: Box<dyn Backend>, batch: usize) -> Result<Trainer> {
+    let spec = ModelSpec::mlp(
+        STANDARD[0],
+        &STANDARD[1..3],
+        STANDARD[3],
+        Activation::Relu,
+        0.0,
+        LossKind::SoftmaxCrossEntropy,
+    )?;
+    Trainer::new(
+        backend,
+        spec,
+        batch,
+        OptimizerConfig::new(OptimizerKind::Adam),
+        Regularization::default(),
+        1,
+    )
+}
+
+/// Samples per second of whole training epochs (shuffle, steps, and the one metrics read at
+/// the end), and the seconds per epoch.
+pub fn train_throughput(
+    backend: Box<dyn Backend>,
+    data: &Dataset,
+    batch: usize,
+    epochs: usize,
+) -> Result<(Spread, Spread)> {
+    let mut t = standard_trainer(backend, batch)?;
+    let d = t.upload(data)?;
+    let mut epoch = || -> Result<f64> {
+        let started = Instant::now();
+        t.shuffle(&d)?;
+        t.reset_metrics()?;
+        for start in (0..d.rows).step_by(batch) {
+            t.step(&d, start, batch.min(d.rows - start))?;
+        }
+        t.read_metrics()?;
+        Ok(started.elapsed().as_secs_f64())
+    };
+    let secs = repeat(
+        Repeats {
+            warmup: 1,
+            runs: epochs,
+            budget_s: 60.0,
+        },
+        &mut epoch,
+    )?;
+    Ok((Spread::rate(secs, data.rows as f64), secs))
+}
+
+/// Samples per second of forward passes over `data` (evaluation, batch 1024).
+pub fn infer_throughput(backend: Box<dyn Backend>, data: &Dataset, r: Repeats) -> Result<Spread> {
+    let mut t = standard_trainer(backend, 1024)?;
+    let d = t.upload(data)?;
+    let secs = repeat(r, || {
+        let started = Instant::now();
+        t.evaluate(&d)?;
+        Ok(started.elapsed().as_secs_f64())
+    })?;
+    Ok(Spread::rate(secs, data.rows as f64))
+}
+
+/// Mean time per op kind over `steps` training steps at `batch`, each op timed alone.
+pub fn step_breakdown(
+    backend: Box<dyn Backend>,
+    data: &Dataset,
+    batch: usize,
+    steps: usize,
+) -> Result<Vec<(String, f64)>> {
+    let (timed, times) = Timed::new(backend);
+    let mut t = standard_trainer(Box::new(timed), batch)?;
+    let d = t.upload(data)?;
+    t.shuffle(&d)?;
+    let steps = steps.min(d.rows / batch).max(1);
+    // One untimed warm-up step (first dispatches compile shaders on some drivers).
+    t.step(&d, 0, batch)?;
+    times.borrow_mut().clear();
+    for s in 0..steps {
+        t.step(&d, (s * batch) % (d.rows - batch + 1), batch)?;
+    }
+    let mut v: Vec<(String, f64)> = times
+        .borrow()
+        .iter()
+        .map(|(k, &(n, s))| (k.clone(), s / n as f64))
+        .collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(v)
+}
