@@ -3,11 +3,12 @@
 // bias: (n,); c: (m, n).
 //
 // Each workgroup computes 64 x 64 tiles of c (looping over tiles when the grid is smaller than
-// the matrix), staging 16-deep slices of a and b in workgroup memory. Each of its 16 x 16
-// invocations keeps a 4 x 4 block of outputs in registers: rows lid.y + 16 r and columns
-// lid.x + 16 c, so neighbouring invocations read neighbouring words of the tiles and write
-// neighbouring words of c. Edges are handled by loading zeros past the matrix and skipping
-// stores there; no invocation returns early because every one must reach the barriers.
+// the matrix), staging 16-deep slices of op(a) and op(b) in workgroup memory. Each of its
+// 16 x 16 invocations keeps a 4 x 4 block of outputs in registers (rows 4 lid.y .. +4, columns
+// 4 lid.x .. +4) and reads its four rows of a and four columns of b as one vec4 each per step
+// of k. Tiles are loaded in memory order, so neighbouring invocations read neighbouring words
+// whichever operand is transposed. Edges are handled by loading zeros past the matrix and
+// skipping stores there; no invocation returns early because every one must reach the barriers.
 
 struct Dims {
     m: u32,
@@ -35,9 +36,11 @@ const TILE_K: u32 = 16u;
 const SIDE: u32 = 16u;
 const THREADS: u32 = 256u;
 
-// tile_a[kk * TILE_M + i] = op(a)[row0 + i, k0 + kk]; tile_b[kk * TILE_N + j] = op(b)[k0 + kk, col0 + j]
-var<workgroup> tile_a: array<f32, 1024>;
-var<workgroup> tile_b: array<f32, 1024>;
+// Tiles hold four consecutive rows (of a) or columns (of b) per vector:
+// tile_a[kk * 16 + i / 4][i % 4] = op(a)[row0 + i, k0 + kk];
+// tile_b[kk * 16 + j / 4][j % 4] = op(b)[k0 + kk, col0 + j].
+var<workgroup> tile_a: array<vec4<f32>, 256>;
+var<workgroup> tile_b: array<vec4<f32>, 256>;
 
 fn a_at(i: u32, kk: u32) -> f32 {
     if i >= d.m || kk >= d.k {
@@ -59,12 +62,13 @@ fn b_at(kk: u32, j: u32) -> f32 {
     return b[d.b_off + kk * d.n + j];
 }
 
+// Stores c[row, col .. col + 4] (+ bias), skipping what lies outside c.
 fn store_row(row: u32, col: u32, v: vec4<f32>) {
     if row >= d.m {
         return;
     }
     for (var q = 0u; q < 4u; q++) {
-        let j = col + q * SIDE;
+        let j = col + q;
         if j < d.n {
             var s = v[q];
             if d.has_bias != 0u {
@@ -96,31 +100,30 @@ fn matmul(
                 // 1024 elements of each tile, four per invocation, walked in memory order.
                 for (var e = 0u; e < 4u; e++) {
                     let idx = t + e * THREADS;
+                    var i: u32;
+                    var kk: u32;
                     if TRANS_A {
-                        let kk = idx / TILE_M;
-                        let i = idx % TILE_M;
-                        tile_a[kk * TILE_M + i] = a_at(row0 + i, k0 + kk);
+                        kk = idx / TILE_M;
+                        i = idx % TILE_M;
                     } else {
-                        let i = idx / TILE_K;
-                        let kk = idx % TILE_K;
-                        tile_a[kk * TILE_M + i] = a_at(row0 + i, k0 + kk);
+                        i = idx / TILE_K;
+                        kk = idx % TILE_K;
                     }
+                    tile_a[kk * SIDE + i / 4u][i % 4u] = a_at(row0 + i, k0 + kk);
+                    var j: u32;
                     if TRANS_B {
-                        let j = idx / TILE_K;
-                        let kk = idx % TILE_K;
-                        tile_b[kk * TILE_N + j] = b_at(k0 + kk, col0 + j);
+                        j = idx / TILE_K;
+                        kk = idx % TILE_K;
                     } else {
-                        let kk = idx / TILE_N;
-                        let j = idx % TILE_N;
-                        tile_b[kk * TILE_N + j] = b_at(k0 + kk, col0 + j);
+                        kk = idx / TILE_N;
+                        j = idx % TILE_N;
                     }
+                    tile_b[kk * SIDE + j / 4u][j % 4u] = b_at(k0 + kk, col0 + j);
                 }
                 workgroupBarrier();
                 for (var kk = 0u; kk < TILE_K; kk++) {
-                    let ab = kk * TILE_M + lid.y;
-                    let bb = kk * TILE_N + lid.x;
-                    let av = vec4<f32>(tile_a[ab], tile_a[ab + 16u], tile_a[ab + 32u], tile_a[ab + 48u]);
-                    let bv = vec4<f32>(tile_b[bb], tile_b[bb + 16u], tile_b[bb + 32u], tile_b[bb + 48u]);
+                    let av = tile_a[kk * SIDE + lid.y];
+                    let bv = tile_b[kk * SIDE + lid.x];
                     acc0 += av.x * bv;
                     acc1 += av.y * bv;
                     acc2 += av.z * bv;
@@ -128,12 +131,12 @@ fn matmul(
                 }
                 workgroupBarrier();
             }
-            let row = row0 + lid.y;
-            let col = col0 + lid.x;
+            let row = row0 + 4u * lid.y;
+            let col = col0 + 4u * lid.x;
             store_row(row, col, acc0);
-            store_row(row + 16u, col, acc1);
-            store_row(row + 32u, col, acc2);
-            store_row(row + 48u, col, acc3);
+            store_row(row + 1u, col, acc1);
+            store_row(row + 2u, col, acc2);
+            store_row(row + 3u, col, acc3);
         }
     }
 }

@@ -697,3 +697,34 @@ fn adapters_are_listed_with_their_limits() {
         );
     }
 }
+
+#[test]
+fn backend_choice_opens_the_gpu_or_falls_back() {
+    use wgtrain::backend::{BackendChoice, create};
+    let have_gpu = gpu().is_some();
+    let (b, notice) = create(BackendChoice::Auto, None).unwrap();
+    if !have_gpu {
+        assert_eq!(b.name(), "cpu");
+        assert_eq!(
+            notice.as_deref(),
+            Some("note: no GPU adapter found; training on the CPU (--backend cpu to silence this)")
+        );
+        match create(BackendChoice::Gpu, None) {
+            Err(e @ Error::NoAdapter(_)) => assert!(
+                e.to_string()
+                    .ends_with("(use --backend cpu to train on the CPU)")
+            ),
+            Err(e) => panic!("expected NoAdapter, got {e}"),
+            Ok(_) => panic!("a GPU opened without an adapter"),
+        }
+        return;
+    }
+    assert_eq!((b.name(), notice), ("gpu", None));
+    let (b, notice) = create(BackendChoice::Gpu, None).unwrap();
+    assert_eq!((b.name(), notice), ("gpu", None));
+    match create(BackendChoice::Gpu, Some(999)) {
+        Err(e @ Error::Config(_)) => assert!(e.to_string().contains("--adapter 999")),
+        Err(e) => panic!("expected a Config error, got {e}"),
+        Ok(_) => panic!("adapter 999 opened"),
+    }
+}

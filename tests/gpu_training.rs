@@ -454,3 +454,52 @@ fn fit_reports_match_cpu() {
     }
     assert_weights("fit", &g.params().unwrap(), &c.params().unwrap());
 }
+
+#[test]
+fn a_training_step_creates_nothing_and_moves_only_uniform_blocks() {
+    if gpu().is_none() {
+        return;
+    }
+    // A device of its own, so other tests' traffic does not count.
+    let g = GpuBackend::new(None).unwrap();
+    let probe = g.share_device();
+    let spec = mlp(
+        64,
+        &[32, 16],
+        10,
+        Activation::Relu,
+        0.2,
+        LossKind::SoftmaxCrossEntropy,
+    );
+    let reg = Regularization {
+        l2_weights: 1e-4,
+        ..Regularization::default()
+    };
+    let mut t = Trainer::new(
+        Box::new(g),
+        spec,
+        16,
+        optimizer(OptimizerKind::Adam),
+        reg,
+        3,
+    )
+    .unwrap();
+    let data = t.upload(&tiny_digits(64, 10)).unwrap();
+    t.shuffle(&data).unwrap();
+    t.step(&data, 0, 16).unwrap();
+    t.backend.flush().unwrap();
+    let before = probe.traffic();
+    for start in [16, 32, 48] {
+        t.step(&data, start, 16).unwrap();
+        t.backend.flush().unwrap();
+    }
+    let after = probe.traffic();
+    assert_eq!(after.bind_groups_created, before.bind_groups_created);
+    assert_eq!(after.bytes_written, before.bytes_written);
+    assert_eq!(after.bytes_read, before.bytes_read);
+    assert_eq!(after.submissions, before.submissions + 3);
+    // New per step (128 bytes each): the two gathers' index offsets, the two dropout layers'
+    // streams, and the update's bias corrections. Every other op repeats its shapes.
+    let blocks = after.uniform_blocks_written - before.uniform_blocks_written;
+    assert_eq!(blocks, 3 * 5, "uniform blocks written in 3 steps");
+}

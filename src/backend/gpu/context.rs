@@ -5,6 +5,7 @@
 
 use crate::{Error, Result};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A WGSL source file of `shaders/`, compiled once per device into a module.
@@ -64,6 +65,29 @@ pub(crate) struct Context {
     errors: Arc<Mutex<Option<String>>>,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     kernels: Mutex<HashMap<&'static str, Arc<Kernel>>>,
+    traffic: [AtomicU64; 5],
+}
+
+/// What the backends on one device have created and moved since it was opened: tests use it to
+/// check that a training step reuses its bind groups and moves no data but uniform blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub bind_groups_created: u64,
+    pub uniform_blocks_written: u64,
+    /// Bytes written to / read from buffers by `write_*` / `read_*`.
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    pub submissions: u64,
+}
+
+/// Indices into `Context::traffic`.
+#[derive(Clone, Copy)]
+pub(crate) enum Count {
+    BindGroups,
+    UniformBlocks,
+    BytesWritten,
+    BytesRead,
+    Submissions,
 }
 
 fn instance() -> wgpu::Instance {
@@ -112,8 +136,9 @@ impl Context {
         let adapter = match index {
             Some(i) if i < count => all.swap_remove(i),
             Some(i) => {
-                return Err(Error::NoAdapter(format!(
-                    "adapter {i} does not exist; {count} adapter(s) found (`wgtrain devices` lists them)"
+                return Err(Error::Config(format!(
+                    "--adapter {i} does not exist: wgpu found {count} adapter(s) (`wgtrain devices` \
+                     lists them)"
                 )));
             }
             None => {
@@ -124,12 +149,15 @@ impl Context {
                 match pick {
                     Some(i) => all.swap_remove(i),
                     None => {
-                        return Err(Error::NoAdapter(
-                            "wgpu found no Vulkan, Metal or DirectX 12 adapter (install a GPU \
-                             driver; without a GPU on Linux, Mesa's lavapipe from \
-                             mesa-vulkan-drivers works)"
-                                .into(),
-                        ));
+                        let narrowed = match std::env::var("WGPU_BACKEND") {
+                            Ok(b) => format!(" with WGPU_BACKEND={b}"),
+                            Err(_) => String::new(),
+                        };
+                        return Err(Error::NoAdapter(format!(
+                            "wgpu found no Vulkan, Metal or DirectX 12 adapter{narrowed}; install \
+                             a GPU driver, or on Linux without a GPU Mesa's lavapipe (package \
+                             mesa-vulkan-drivers)"
+                        )));
                     }
                 }
             }
@@ -173,7 +201,23 @@ impl Context {
             errors,
             modules: Mutex::default(),
             kernels: Mutex::default(),
+            traffic: Default::default(),
         }))
+    }
+
+    pub fn count(&self, what: Count, n: u64) {
+        self.traffic[what as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn traffic(&self) -> Traffic {
+        let get = |c: Count| self.traffic[c as usize].load(Ordering::Relaxed);
+        Traffic {
+            bind_groups_created: get(Count::BindGroups),
+            uniform_blocks_written: get(Count::UniformBlocks),
+            bytes_written: get(Count::BytesWritten),
+            bytes_read: get(Count::BytesRead),
+            submissions: get(Count::Submissions),
+        }
     }
 
     /// Returns (and clears) the first error wgpu reported since the last check.

@@ -1,8 +1,8 @@
 //! The GPU backend: every op is a WGSL compute kernel (in `shaders/`, one file per kernel
 //! family, launched by the module of the same name here) run through wgpu.
 //!
-//! Ops are recorded and submitted in batches (see [`recorder`]); the device, its pipelines and
-//! bind-group layouts live in a [`context::Context`] created once per device. Every call into
+//! Ops are recorded and submitted in batches (see `recorder.rs`); the device, its pipelines and
+//! bind-group layouts live in a `Context` (`context.rs`) created once per device. Every call into
 //! wgpu in the crate is in this module.
 
 mod activation;
@@ -15,7 +15,7 @@ mod optimizer;
 mod recorder;
 mod reduce;
 
-pub use context::{AdapterSummary, list_adapters};
+pub use context::{AdapterSummary, Traffic, list_adapters};
 
 use super::{Backend, Buf, DType, MatmulDims, UpdateParams};
 use crate::model::{Activation, LossKind};
@@ -31,7 +31,8 @@ pub struct GpuBackend {
 
 impl GpuBackend {
     /// Opens adapter `adapter` (an index into [`list_adapters`]), or by default the first
-    /// hardware adapter, or else a software one. [`Error::NoAdapter`] when there is none.
+    /// hardware adapter, or else a software one. [`Error::NoAdapter`] when there is none,
+    /// [`Error::Config`] when `adapter` names one that does not exist.
     pub fn new(adapter: Option<usize>) -> Result<GpuBackend> {
         Ok(GpuBackend::on(Context::open(adapter)?))
     }
@@ -45,6 +46,11 @@ impl GpuBackend {
     /// kernels, so opening it costs no shader compilation.
     pub fn share_device(&self) -> GpuBackend {
         GpuBackend::on(self.ctx.clone())
+    }
+
+    /// What the backends on this device have created and moved so far.
+    pub fn traffic(&self) -> Traffic {
+        self.ctx.traffic()
     }
 
     /// Caps the workgroups per grid dimension below the adapter's limit, so tests can exercise

@@ -15,7 +15,7 @@
 //! buffers they bind: after the first step a step creates none.
 
 use super::GpuBackend;
-use super::context::{Kernel, KernelSpec, UNIFORM_BYTES};
+use super::context::{Count, Kernel, KernelSpec, UNIFORM_BYTES};
 use crate::backend::{Buf, DType};
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -172,6 +172,7 @@ impl GpuBackend {
         }
         let buffer = &self.rec.allocs[id as usize].buffer;
         self.ctx.queue.write_buffer(buffer, offset, bytes);
+        self.ctx.count(Count::BytesWritten, bytes.len() as u64);
         self.ctx.check()
     }
 
@@ -227,6 +228,7 @@ impl GpuBackend {
             .map_err(|e| Error::Device(format!("reading a buffer back: {e}")))?
             .to_vec();
         staging.unmap();
+        self.ctx.count(Count::BytesRead, len);
         Ok(data)
     }
 
@@ -264,6 +266,7 @@ impl GpuBackend {
             enc.copy_buffer_to_buffer(src, offset, dst, 0, len);
         }
         let index = self.ctx.queue.submit([enc.finish()]);
+        self.ctx.count(Count::Submissions, 1);
         self.ctx.check()?;
         Ok(index)
     }
@@ -340,6 +343,7 @@ impl GpuBackend {
         kernel: &Kernel,
         key: &[u32; MAX_STORAGE],
     ) -> wgpu::BindGroup {
+        self.ctx.count(Count::BindGroups, 1);
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -385,6 +389,7 @@ impl GpuBackend {
                     u64::from(s) * self.rec.stride,
                     &block,
                 );
+                self.ctx.count(Count::UniformBlocks, 1);
                 self.rec.slots.insert(block, s);
                 s
             }
