@@ -1,24 +1,25 @@
 //! Recording and submission: allocations, the uniform arena, the bind-group cache and the
 //! queue of recorded dispatches.
 //!
-//! Ops append a [`Dispatch`] to `pending`; nothing reaches the device until [`GpuBackend::flush`],
-//! a read or a write, which encode every pending dispatch into one compute pass (wgpu inserts
+//! Ops append a `Dispatch` to `pending`; nothing reaches the device until `Backend::flush`, a
+//! read or a write, which encode every pending dispatch into one compute pass (wgpu inserts
 //! the barriers between dependent dispatches) and submit it. Writes go through
 //! `Queue::write_buffer`, which lands before the *next* submission, so pending dispatches are
 //! submitted first: a write never overtakes an op recorded before it.
 //!
 //! Each kernel's shapes and offsets live in a small uniform block. Blocks are cached by content
 //! in slots of one uniform buffer, written once when first seen and bound with a dynamic
-//! offset, so a training step rewrites only what changed since the last step (Adam's bias
-//! corrections: one slot). Bind groups bind whole buffers (views reach the kernels as element
-//! offsets in the uniform block, so no binding needs an aligned offset) and are cached by the
-//! buffers they bind: after the first step a step creates none.
+//! offset, so a training step writes only the few blocks that changed since the last step (the
+//! batch's offset into the row order, dropout streams, Adam's bias corrections: 128 bytes
+//! each). Bind groups bind whole buffers (views reach the kernels as element offsets in the
+//! uniform block, so no binding needs an aligned offset) and are cached by the buffers they
+//! bind: after the first step a step creates none.
 
 use super::GpuBackend;
 use super::context::{Count, Kernel, KernelSpec, UNIFORM_BYTES};
 use crate::backend::{Buf, DType};
 use crate::{Error, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// The most storage buffers a kernel binds.
@@ -27,6 +28,8 @@ const MAX_STORAGE: usize = 4;
 const NONE: u32 = u32::MAX;
 /// Uniform slots in the arena; when all are used, pending work is submitted and the slots reused.
 const UNIFORM_SLOTS: u32 = 1024;
+/// Submissions the host may run ahead of the device.
+const MAX_IN_FLIGHT: usize = 3;
 /// Dispatches recorded before an automatic submission (bounds host memory in long loops that
 /// never read, such as evaluation over a large set).
 const MAX_PENDING: usize = 4096;
@@ -58,6 +61,8 @@ pub(super) struct Recorder {
     pending: Vec<Dispatch>,
     /// MAP_READ staging buffer for reads, grown as needed.
     readback: Option<wgpu::Buffer>,
+    /// Submissions not yet waited for, oldest first.
+    in_flight: VecDeque<wgpu::SubmissionIndex>,
     /// Workgroups per grid dimension (the adapter's limit; tests lower it).
     pub max_groups: u32,
 }
@@ -85,8 +90,14 @@ impl Recorder {
             bind_groups: HashMap::new(),
             pending: Vec::new(),
             readback: None,
+            in_flight: VecDeque::new(),
             max_groups: limits.max_compute_workgroups_per_dimension,
         }
+    }
+
+    /// Nothing is recorded and waiting for submission.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty()
     }
 }
 
@@ -191,20 +202,28 @@ impl GpuBackend {
             }));
         }
         let index = self.submit(Some((id, offset, len)))?;
-        let staging = self.rec.readback.as_ref().expect("created above");
+        // The staging buffer goes back only after a clean read: one left mapped or pending by
+        // an error would fail every later copy into it.
+        let staging = self.rec.readback.take().expect("created above");
+        let data = self.map_read(&staging, len, index)?;
+        self.rec.readback = Some(staging);
+        self.ctx.count(Count::BytesRead, len);
+        Ok(data)
+    }
+
+    /// Waits for submission `index` and returns the first `len` bytes of `staging`.
+    fn map_read(
+        &self,
+        staging: &wgpu::Buffer,
+        len: u64,
+        index: wgpu::SubmissionIndex,
+    ) -> Result<Vec<u8>> {
         let slice = staging.slice(0..len);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.ctx
-            .device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(index),
-                timeout: None,
-            })
-            .map_err(|e| Error::Device(format!("waiting for the device: {e}")))?;
-        self.ctx.check()?;
+        self.wait_for(index)?;
         // The map callback runs in whichever thread's poll completes the mapping: with another
         // backend polling the same device it may still be on its way when our poll returns.
         let started = std::time::Instant::now();
@@ -228,8 +247,19 @@ impl GpuBackend {
             .map_err(|e| Error::Device(format!("reading a buffer back: {e}")))?
             .to_vec();
         staging.unmap();
-        self.ctx.count(Count::BytesRead, len);
         Ok(data)
+    }
+
+    /// Blocks until submission `index` has run.
+    fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
+        self.ctx
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .map_err(|e| Error::Device(format!("waiting for the device: {e}")))?;
+        self.ctx.check()
     }
 
     /// Encodes the pending dispatches into one compute pass, then the copy of `(id, offset,
@@ -268,6 +298,13 @@ impl GpuBackend {
         let index = self.ctx.queue.submit([enc.finish()]);
         self.ctx.count(Count::Submissions, 1);
         self.ctx.check()?;
+        // Bounded run-ahead: a loop that only flushes (training without progress reads) waits
+        // for the submission MAX_IN_FLIGHT back, so the host never queues more than that.
+        self.rec.in_flight.push_back(index.clone());
+        while self.rec.in_flight.len() > MAX_IN_FLIGHT {
+            let oldest = self.rec.in_flight.pop_front().expect("non-empty");
+            self.wait_for(oldest)?;
+        }
         Ok(index)
     }
 
