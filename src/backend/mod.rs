@@ -7,6 +7,7 @@
 //! shares its allocation with a source unless the op says it works in place.
 
 pub mod cpu;
+pub mod gpu;
 
 use crate::Result;
 use crate::model::{Activation, LossKind};
@@ -229,16 +230,21 @@ pub enum BackendChoice {
 /// to the CPU.
 pub fn create(
     choice: BackendChoice,
-    _adapter: Option<usize>,
+    adapter: Option<usize>,
 ) -> Result<(Box<dyn Backend>, Option<String>)> {
     match choice {
         BackendChoice::Cpu => Ok((Box::new(cpu::CpuBackend::new()), None)),
-        BackendChoice::Auto => Ok((
-            Box::new(cpu::CpuBackend::new()),
-            Some("note: this build has no GPU backend yet; training on the CPU".into()),
-        )),
-        BackendChoice::Gpu => Err(crate::Error::NoAdapter(
-            "this build of wgtrain has no GPU backend yet".into(),
-        )),
+        BackendChoice::Gpu => Ok((Box::new(gpu::GpuBackend::new(adapter)?), None)),
+        BackendChoice::Auto => match gpu::GpuBackend::new(adapter) {
+            Ok(g) => Ok((Box::new(g), None)),
+            Err(crate::Error::NoAdapter(_)) => Ok((
+                Box::new(cpu::CpuBackend::new()),
+                Some(
+                    "note: no GPU adapter found; training on the CPU (--backend cpu to silence this)"
+                        .into(),
+                ),
+            )),
+            Err(e) => Err(e),
+        },
     }
 }

@@ -1,0 +1,76 @@
+// Batch assembly: rows of the resident data set picked by an index buffer.
+// src: (_, cols) packed bytes or f32 bits; idx: (rows,) -> dst: (rows, cols), labels: (rows,).
+
+struct Dims {
+    rows: u32,
+    cols: u32,
+    // rows * cols
+    n: u32,
+    // Element offsets: bytes for a U8 source, words otherwise.
+    src_off: u32,
+    idx_off: u32,
+    dst_off: u32,
+    // dst = a · src + b
+    a: f32,
+    b: f32,
+}
+
+const WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> d: Dims;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read> idx: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(4) var<storage, read_write> labels: array<u32>;
+
+fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid.x;
+}
+
+// Bytes are packed four to a little-endian word.
+@compute @workgroup_size(256)
+fn gather_rows_u8(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = flat(wid, nwg, lid);
+    if i >= d.n {
+        return;
+    }
+    let r = i / d.cols;
+    let c = i - r * d.cols;
+    let byte = d.src_off + idx[d.idx_off + r] * d.cols + c;
+    let v = (src[byte >> 2u] >> ((byte & 3u) * 8u)) & 0xffu;
+    dst[d.dst_off + i] = d.a * f32(v) + d.b;
+}
+
+@compute @workgroup_size(256)
+fn gather_rows_f32(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = flat(wid, nwg, lid);
+    if i >= d.n {
+        return;
+    }
+    let r = i / d.cols;
+    let c = i - r * d.cols;
+    let v = bitcast<f32>(src[d.src_off + idx[d.idx_off + r] * d.cols + c]);
+    dst[d.dst_off + i] = d.a * v + d.b;
+}
+
+// labels[r] = src[idx[r]].
+@compute @workgroup_size(256)
+fn gather_labels(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = flat(wid, nwg, lid);
+    if r >= d.rows {
+        return;
+    }
+    labels[d.dst_off + r] = src[d.src_off + idx[d.idx_off + r]];
+}

@@ -1,0 +1,142 @@
+// c = op(a) · op(b) (+ bias broadcast over rows), row-major.
+// a: (m, k), or (k, m) used transposed when TRANS_A; b: (k, n), or (n, k) when TRANS_B;
+// bias: (n,); c: (m, n).
+//
+// Each workgroup computes 64 x 64 tiles of c (looping over tiles when the grid is smaller than
+// the matrix), staging 16-deep slices of op(a) and op(b) in workgroup memory. Each of its
+// 16 x 16 invocations keeps a 4 x 4 block of outputs in registers (rows 4 lid.y .. +4, columns
+// 4 lid.x .. +4) and reads its four rows of a and four columns of b as one vec4 each per step
+// of k. Tiles are loaded in memory order, so neighbouring invocations read neighbouring words
+// whichever operand is transposed. Edges are handled by loading zeros past the matrix and
+// skipping stores there; no invocation returns early because every one must reach the barriers.
+
+struct Dims {
+    m: u32,
+    k: u32,
+    n: u32,
+    has_bias: u32,
+    a_off: u32,
+    b_off: u32,
+    bias_off: u32,
+    c_off: u32,
+}
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+
+@group(0) @binding(0) var<uniform> d: Dims;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+const TILE_M: u32 = 64u;
+const TILE_N: u32 = 64u;
+const TILE_K: u32 = 16u;
+const SIDE: u32 = 16u;
+const THREADS: u32 = 256u;
+
+// Tiles hold four consecutive rows (of a) or columns (of b) per vector:
+// tile_a[kk * 16 + i / 4][i % 4] = op(a)[row0 + i, k0 + kk];
+// tile_b[kk * 16 + j / 4][j % 4] = op(b)[k0 + kk, col0 + j].
+var<workgroup> tile_a: array<vec4<f32>, 256>;
+var<workgroup> tile_b: array<vec4<f32>, 256>;
+
+fn a_at(i: u32, kk: u32) -> f32 {
+    if i >= d.m || kk >= d.k {
+        return 0.0;
+    }
+    if TRANS_A {
+        return a[d.a_off + kk * d.m + i];
+    }
+    return a[d.a_off + i * d.k + kk];
+}
+
+fn b_at(kk: u32, j: u32) -> f32 {
+    if kk >= d.k || j >= d.n {
+        return 0.0;
+    }
+    if TRANS_B {
+        return b[d.b_off + j * d.k + kk];
+    }
+    return b[d.b_off + kk * d.n + j];
+}
+
+// Stores c[row, col .. col + 4] (+ bias), skipping what lies outside c.
+fn store_row(row: u32, col: u32, v: vec4<f32>) {
+    if row >= d.m {
+        return;
+    }
+    for (var q = 0u; q < 4u; q++) {
+        let j = col + q;
+        if j < d.n {
+            var s = v[q];
+            if d.has_bias != 0u {
+                s += bias[d.bias_off + j];
+            }
+            c[d.c_off + row * d.n + j] = s;
+        }
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let tiles_m = (d.m + TILE_M - 1u) / TILE_M;
+    let tiles_n = (d.n + TILE_N - 1u) / TILE_N;
+    let t = lid.y * SIDE + lid.x;
+    for (var tm = wid.y; tm < tiles_m; tm += nwg.y) {
+        for (var tn = wid.x; tn < tiles_n; tn += nwg.x) {
+            let row0 = tm * TILE_M;
+            let col0 = tn * TILE_N;
+            var acc0 = vec4<f32>(0.0);
+            var acc1 = vec4<f32>(0.0);
+            var acc2 = vec4<f32>(0.0);
+            var acc3 = vec4<f32>(0.0);
+            for (var k0 = 0u; k0 < d.k; k0 += TILE_K) {
+                // 1024 elements of each tile, four per invocation, walked in memory order.
+                for (var e = 0u; e < 4u; e++) {
+                    let idx = t + e * THREADS;
+                    var i: u32;
+                    var kk: u32;
+                    if TRANS_A {
+                        kk = idx / TILE_M;
+                        i = idx % TILE_M;
+                    } else {
+                        i = idx / TILE_K;
+                        kk = idx % TILE_K;
+                    }
+                    tile_a[kk * SIDE + i / 4u][i % 4u] = a_at(row0 + i, k0 + kk);
+                    var j: u32;
+                    if TRANS_B {
+                        j = idx / TILE_K;
+                        kk = idx % TILE_K;
+                    } else {
+                        kk = idx / TILE_N;
+                        j = idx % TILE_N;
+                    }
+                    tile_b[kk * SIDE + j / 4u][j % 4u] = b_at(k0 + kk, col0 + j);
+                }
+                workgroupBarrier();
+                for (var kk = 0u; kk < TILE_K; kk++) {
+                    let av = tile_a[kk * SIDE + lid.y];
+                    let bv = tile_b[kk * SIDE + lid.x];
+                    acc0 += av.x * bv;
+                    acc1 += av.y * bv;
+                    acc2 += av.z * bv;
+                    acc3 += av.w * bv;
+                }
+                workgroupBarrier();
+            }
+            let row = row0 + 4u * lid.y;
+            let col = col0 + 4u * lid.x;
+            store_row(row, col, acc0);
+            store_row(row + 1u, col, acc1);
+            store_row(row + 2u, col, acc2);
+            store_row(row + 3u, col, acc3);
+        }
+    }
+}

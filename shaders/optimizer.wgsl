@@ -1,0 +1,104 @@
+// Optimizer updates over the whole flat parameter buffer in one dispatch, and the L1/L2
+// penalty gradients. The rules are those of `update_slices` in src/backend/cpu.rs.
+// param, grad, state1, state2: (n,).
+
+struct Dims {
+    n: u32,
+    // Optimizer codes, as in src/backend/gpu/optimizer.rs.
+    kind: u32,
+    nesterov: u32,
+    p_off: u32,
+    g_off: u32,
+    s1_off: u32,
+    s2_off: u32,
+    lr: f32,
+    momentum: f32,
+    beta1: f32,
+    // Adam's beta2, RMSprop's rho.
+    beta2: f32,
+    eps: f32,
+    // AdamW's 1 - lr·weight_decay (1 otherwise), as the host computes it.
+    decay: f32,
+    bias_correction1: f32,
+    bias_correction2: f32,
+    l1: f32,
+    l2: f32,
+}
+
+const SGD: u32 = 0u;
+const ADAGRAD: u32 = 1u;
+const RMSPROP: u32 = 2u;
+const WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> d: Dims;
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> state1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> state2: array<f32>;
+
+fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid.x;
+}
+
+@compute @workgroup_size(256)
+fn update(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = flat(wid, nwg, lid);
+    if i >= d.n {
+        return;
+    }
+    let g = grad[d.g_off + i];
+    let p = param[d.p_off + i];
+    let s1i = d.s1_off + i;
+    switch d.kind {
+        case SGD: {
+            // PyTorch's rule: buf = μ·buf + g; step along buf (or g + μ·buf for Nesterov).
+            var step = g;
+            if d.momentum > 0.0 {
+                let buf = d.momentum * state1[s1i] + g;
+                state1[s1i] = buf;
+                step = select(buf, g + d.momentum * buf, d.nesterov != 0u);
+            }
+            param[d.p_off + i] = p - d.lr * step;
+        }
+        case ADAGRAD: {
+            let s = state1[s1i] + g * g;
+            state1[s1i] = s;
+            param[d.p_off + i] = p - d.lr * g / (sqrt(s) + d.eps);
+        }
+        case RMSPROP: {
+            let s = d.beta2 * state1[s1i] + (1.0 - d.beta2) * g * g;
+            state1[s1i] = s;
+            param[d.p_off + i] = p - d.lr * g / (sqrt(s) + d.eps);
+        }
+        default: {
+            // Adam and AdamW.
+            let s2i = d.s2_off + i;
+            let m = d.beta1 * state1[s1i] + (1.0 - d.beta1) * g;
+            let v = d.beta2 * state2[s2i] + (1.0 - d.beta2) * g * g;
+            state1[s1i] = m;
+            state2[s2i] = v;
+            let m_hat = m / d.bias_correction1;
+            let v_hat = v / d.bias_correction2;
+            param[d.p_off + i] = p * d.decay - d.lr * m_hat / (sqrt(v_hat) + d.eps);
+        }
+    }
+}
+
+// grad += l1·sign(param) + 2·l2·param.
+@compute @workgroup_size(256)
+fn regularize(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = flat(wid, nwg, lid);
+    if i >= d.n {
+        return;
+    }
+    let p = param[d.p_off + i];
+    grad[d.g_off + i] += d.l1 * sign(p) + 2.0 * d.l2 * p;
+}

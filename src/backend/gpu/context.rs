@@ -1,0 +1,330 @@
+//! The device: instance, adapter, device and queue, the adapter's limits, the errors wgpu
+//! reports asynchronously, and the kernels compiled for it. One [`Context`] is shared (behind an
+//! `Arc`) by every [`super::GpuBackend`] opened on the same device, so each shader is compiled
+//! once per device.
+
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A WGSL source file of `shaders/`, compiled once per device into a module.
+pub(crate) struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// How one kernel (an entry point of a shader, with its override constants) is bound: a
+/// dynamic-offset uniform at binding 0, then the storage buffers listed in `storage`.
+pub(crate) struct KernelSpec {
+    /// Unique among kernels: the key of the pipeline and bind-group caches.
+    pub label: &'static str,
+    pub shader: &'static Shader,
+    pub entry: &'static str,
+    pub constants: &'static [(&'static str, f64)],
+    /// `(binding, read_only)` of each storage buffer, in the order launchers pass buffers.
+    pub storage: &'static [(u32, bool)],
+}
+
+/// A compiled kernel: its bind-group layout and pipeline.
+pub(crate) struct Kernel {
+    pub layout: wgpu::BindGroupLayout,
+    pub pipeline: wgpu::ComputePipeline,
+}
+
+/// Size of every kernel's uniform block (the largest `Dims` struct, padded): one binding size
+/// for all kernels keeps the uniform arena uniform.
+pub(crate) const UNIFORM_BYTES: u64 = 128;
+
+/// What `wgtrain devices` shows about an adapter.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AdapterSummary {
+    /// The index `--adapter` takes.
+    pub index: usize,
+    pub name: String,
+    /// "Vulkan", "Metal", "Dx12", ...
+    pub backend: String,
+    /// "DiscreteGpu", "IntegratedGpu", "Cpu", ...
+    pub device_type: String,
+    pub driver: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub min_storage_buffer_offset_alignment: u32,
+}
+
+pub(crate) struct Context {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    /// The adapter's own limits, which the device was opened with.
+    pub limits: wgpu::Limits,
+    /// The first error wgpu reported outside an error scope (validation, out of memory, device
+    /// lost), until a call returns it.
+    errors: Arc<Mutex<Option<String>>>,
+    modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
+    kernels: Mutex<HashMap<&'static str, Arc<Kernel>>>,
+    traffic: [AtomicU64; 5],
+}
+
+/// What the backends on one device have created and moved since it was opened: tests use it to
+/// check that a training step reuses its bind groups and moves no data but uniform blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub bind_groups_created: u64,
+    pub uniform_blocks_written: u64,
+    /// Bytes written to / read from buffers by `write_*` / `read_*`.
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    pub submissions: u64,
+}
+
+/// Indices into `Context::traffic`.
+#[derive(Clone, Copy)]
+pub(crate) enum Count {
+    BindGroups,
+    UniformBlocks,
+    BytesWritten,
+    BytesRead,
+    Submissions,
+}
+
+fn instance() -> wgpu::Instance {
+    // WGPU_BACKEND (e.g. `vulkan`) and the other WGPU_* variables narrow the choice.
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    pollster::block_on(instance.enumerate_adapters(backends))
+}
+
+/// Every adapter wgpu finds, in the order `--adapter` indexes them.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    adapters(&instance())
+        .iter()
+        .enumerate()
+        .map(|(index, a)| {
+            let info = a.get_info();
+            let l = a.limits();
+            AdapterSummary {
+                index,
+                name: info.name,
+                backend: format!("{:?}", info.backend),
+                device_type: format!("{:?}", info.device_type),
+                driver: format!("{} {}", info.driver, info.driver_info)
+                    .trim()
+                    .to_string(),
+                max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+                max_buffer_size: l.max_buffer_size,
+                max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+                max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+                min_storage_buffer_offset_alignment: l.min_storage_buffer_offset_alignment,
+            }
+        })
+        .collect()
+}
+
+impl Context {
+    /// Opens adapter `index` (as [`list_adapters`] numbers them), or by default the first that
+    /// is not a CPU emulation, or else any (a software driver such as lavapipe still works).
+    pub fn open(index: Option<usize>) -> Result<Arc<Context>> {
+        let instance = instance();
+        let mut all = adapters(&instance);
+        let count = all.len();
+        let adapter = match index {
+            Some(i) if i < count => all.swap_remove(i),
+            Some(i) => {
+                return Err(Error::Config(format!(
+                    "--adapter {i} does not exist: wgpu found {count} adapter(s) (`wgtrain devices` \
+                     lists them)"
+                )));
+            }
+            None => {
+                let pick = all
+                    .iter()
+                    .position(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+                    .or(if count > 0 { Some(0) } else { None });
+                match pick {
+                    Some(i) => all.swap_remove(i),
+                    None => {
+                        let narrowed = match std::env::var("WGPU_BACKEND") {
+                            Ok(b) => format!(" with WGPU_BACKEND={b}"),
+                            Err(_) => String::new(),
+                        };
+                        return Err(Error::NoAdapter(format!(
+                            "wgpu found no Vulkan, Metal or DirectX 12 adapter{narrowed}; install \
+                             a GPU driver, or on Linux without a GPU Mesa's lavapipe (package \
+                             mesa-vulkan-drivers)"
+                        )));
+                    }
+                }
+            }
+        };
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgtrain"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            ..Default::default()
+        }))
+        .map_err(|e| {
+            Error::Device(format!(
+                "could not open {} ({:?}): {e}; use --backend cpu to train on the CPU",
+                info.name, info.backend
+            ))
+        })?;
+
+        let errors: Arc<Mutex<Option<String>>> = Arc::default();
+        let slot = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if s.is_none() {
+                *s = Some(e.to_string());
+            }
+        }));
+        let slot = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+                *s = Some(format!("the device was lost: {msg}"));
+            }
+        });
+        Ok(Arc::new(Context {
+            device,
+            queue,
+            info,
+            limits,
+            errors,
+            modules: Mutex::default(),
+            kernels: Mutex::default(),
+            traffic: Default::default(),
+        }))
+    }
+
+    pub fn count(&self, what: Count, n: u64) {
+        self.traffic[what as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn traffic(&self) -> Traffic {
+        let get = |c: Count| self.traffic[c as usize].load(Ordering::Relaxed);
+        Traffic {
+            bind_groups_created: get(Count::BindGroups),
+            uniform_blocks_written: get(Count::UniformBlocks),
+            bytes_written: get(Count::BytesWritten),
+            bytes_read: get(Count::BytesRead),
+            submissions: get(Count::Submissions),
+        }
+    }
+
+    /// Returns (and clears) the first error wgpu reported since the last check.
+    pub fn check(&self) -> Result<()> {
+        let mut s = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        match s.take() {
+            Some(msg) => Err(Error::Device(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes and turns what they caught
+    /// into an error.
+    pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        match (o, v) {
+            (Some(e), _) => Err(Error::Device(format!("{what}: out of device memory: {e}"))),
+            (None, Some(e)) => Err(Error::Device(format!("{what}: {e}"))),
+            (None, None) => Ok(value),
+        }
+    }
+
+    /// The kernel `spec`, compiled on first use.
+    pub fn kernel(&self, spec: &'static KernelSpec) -> Result<Arc<Kernel>> {
+        if let Some(k) = self.lock_kernels().get(spec.label) {
+            return Ok(k.clone());
+        }
+        let module = self.module(spec.shader)?;
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: wgpu::BufferSize::new(UNIFORM_BYTES),
+            },
+            count: None,
+        }];
+        for &(binding, read_only) in spec.storage {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let kernel = self.scoped(&format!("compiling kernel {}", spec.label), || {
+            let layout = self
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(spec.label),
+                    entries: &entries,
+                });
+            let pipeline_layout =
+                self.device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(spec.label),
+                        bind_group_layouts: &[Some(&layout)],
+                        immediate_size: 0,
+                    });
+            let pipeline = self
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(spec.label),
+                    layout: Some(&pipeline_layout),
+                    module: &module,
+                    entry_point: Some(spec.entry),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: spec.constants,
+                        // Every kernel writes its workgroup memory before reading it.
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                });
+            Kernel { layout, pipeline }
+        })?;
+        let kernel = Arc::new(kernel);
+        self.lock_kernels().insert(spec.label, kernel.clone());
+        Ok(kernel)
+    }
+
+    fn module(&self, shader: &'static Shader) -> Result<Arc<wgpu::ShaderModule>> {
+        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = modules.get(shader.name) {
+            return Ok(m.clone());
+        }
+        let m = self.scoped(&format!("compiling shaders/{}", shader.name), || {
+            self.device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader.name),
+                    source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                })
+        })?;
+        let m = Arc::new(m);
+        modules.insert(shader.name, m.clone());
+        Ok(m)
+    }
+
+    fn lock_kernels(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Arc<Kernel>>> {
+        self.kernels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

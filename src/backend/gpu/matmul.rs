@@ -1,0 +1,92 @@
+//! Launcher of `shaders/matmul.wgsl`: tiled matrix products in the three forms the network uses
+//! (A·B, Aᵀ·B, A·Bᵀ; Aᵀ·Bᵀ too), with an optional bias epilogue.
+
+use super::context::{KernelSpec, Shader};
+use super::{GpuBackend, check_len, distinct, expect_dtype};
+use crate::Result;
+use crate::backend::{Buf, DType, MatmulDims};
+
+static SHADER: Shader = Shader {
+    name: "matmul.wgsl",
+    source: include_str!("../../../shaders/matmul.wgsl"),
+};
+
+/// a, b, bias (read), c (written).
+const STORAGE: &[(u32, bool)] = &[(1, true), (2, true), (3, true), (4, false)];
+
+const fn spec(label: &'static str, constants: &'static [(&'static str, f64)]) -> KernelSpec {
+    KernelSpec {
+        label,
+        shader: &SHADER,
+        entry: "matmul",
+        constants,
+        storage: STORAGE,
+    }
+}
+
+static NN: KernelSpec = spec("matmul", &[("TRANS_A", 0.0), ("TRANS_B", 0.0)]);
+static NT: KernelSpec = spec("matmul_bt", &[("TRANS_A", 0.0), ("TRANS_B", 1.0)]);
+static TN: KernelSpec = spec("matmul_at", &[("TRANS_A", 1.0), ("TRANS_B", 0.0)]);
+static TT: KernelSpec = spec("matmul_at_bt", &[("TRANS_A", 1.0), ("TRANS_B", 1.0)]);
+
+/// Output tile of one workgroup (both dimensions), as in the shader.
+const TILE: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Dims {
+    m: u32,
+    k: u32,
+    n: u32,
+    has_bias: u32,
+    a_off: u32,
+    b_off: u32,
+    bias_off: u32,
+    c_off: u32,
+}
+
+// a: (m, k) | (k, m)ᵀ, b: (k, n) | (n, k)ᵀ, bias: (n,) -> c: (m, n)
+pub(super) fn matmul(
+    g: &mut GpuBackend,
+    a: Buf,
+    b: Buf,
+    bias: Option<Buf>,
+    c: Buf,
+    d: MatmulDims,
+) -> Result<()> {
+    let MatmulDims { m, k, n, .. } = d;
+    check_len("matmul a", a, m * k)?;
+    check_len("matmul b", b, k * n)?;
+    check_len("matmul c", c, m * n)?;
+    for (what, x) in [("matmul a", a), ("matmul b", b), ("matmul c", c)] {
+        expect_dtype(what, x, DType::F32);
+    }
+    distinct(c, &[a, b]);
+    if let Some(bias) = bias {
+        check_len("matmul bias", bias, n)?;
+        expect_dtype("matmul bias", bias, DType::F32);
+        distinct(c, &[bias]);
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let spec = match (d.trans_a, d.trans_b) {
+        (false, false) => &NN,
+        (false, true) => &NT,
+        (true, false) => &TN,
+        (true, true) => &TT,
+    };
+    let dims = Dims {
+        m: m as u32,
+        k: k as u32,
+        n: n as u32,
+        has_bias: bias.is_some() as u32,
+        a_off: a.offset,
+        b_off: b.offset,
+        bias_off: bias.map_or(0, |b| b.offset),
+        c_off: c.offset,
+    };
+    // The kernel loops over tiles beyond the grid, so any m and n fit.
+    let groups = [g.tiles(n.div_ceil(TILE)), g.tiles(m.div_ceil(TILE)), 1];
+    g.record(spec, &[Some(a), Some(b), bias, Some(c)], &dims, groups)
+}

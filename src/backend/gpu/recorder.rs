@@ -1,0 +1,436 @@
+//! Recording and submission: allocations, the uniform arena, the bind-group cache and the
+//! queue of recorded dispatches.
+//!
+//! Ops append a `Dispatch` to `pending`; nothing reaches the device until `Backend::flush`, a
+//! read or a write, which encode every pending dispatch into one compute pass (wgpu inserts
+//! the barriers between dependent dispatches) and submit it. Writes go through
+//! `Queue::write_buffer`, which lands before the *next* submission, so pending dispatches are
+//! submitted first: a write never overtakes an op recorded before it.
+//!
+//! Each kernel's shapes and offsets live in a small uniform block. Blocks are cached by content
+//! in slots of one uniform buffer, written once when first seen and bound with a dynamic
+//! offset, so a training step writes only the few blocks that changed since the last step (the
+//! batch's offset into the row order, dropout streams, Adam's bias corrections: 128 bytes
+//! each). Bind groups bind whole buffers (views reach the kernels as element offsets in the
+//! uniform block, so no binding needs an aligned offset) and are cached by the buffers they
+//! bind: after the first step a step creates none.
+
+use super::GpuBackend;
+use super::context::{Count, Kernel, KernelSpec, UNIFORM_BYTES};
+use crate::backend::{Buf, DType};
+use crate::{Error, Result};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// The most storage buffers a kernel binds.
+const MAX_STORAGE: usize = 4;
+/// Bind-group key for "no buffer": the backend's dummy buffer.
+const NONE: u32 = u32::MAX;
+/// Uniform slots in the arena; when all are used, pending work is submitted and the slots reused.
+const UNIFORM_SLOTS: u32 = 1024;
+/// Submissions the host may run ahead of the device.
+const MAX_IN_FLIGHT: usize = 3;
+/// Dispatches recorded before an automatic submission (bounds host memory in long loops that
+/// never read, such as evaluation over a large set).
+const MAX_PENDING: usize = 4096;
+
+pub(super) struct Alloc {
+    pub buffer: wgpu::Buffer,
+    pub dtype: DType,
+    /// Elements.
+    pub len: usize,
+}
+
+/// One recorded kernel launch.
+struct Dispatch {
+    kernel: Arc<Kernel>,
+    bind_group: wgpu::BindGroup,
+    uniform_offset: u32,
+    groups: [u32; 3],
+}
+
+pub(super) struct Recorder {
+    pub allocs: Vec<Alloc>,
+    /// Bound in place of an absent optional buffer (a matmul's bias, a loss's gradient).
+    dummy: wgpu::Buffer,
+    uniforms: wgpu::Buffer,
+    /// Bytes between uniform slots: the block size rounded up to the adapter's alignment.
+    stride: u64,
+    slots: HashMap<[u8; UNIFORM_BYTES as usize], u32>,
+    bind_groups: HashMap<(&'static str, [u32; MAX_STORAGE]), wgpu::BindGroup>,
+    pending: Vec<Dispatch>,
+    /// MAP_READ staging buffer for reads, grown as needed.
+    readback: Option<wgpu::Buffer>,
+    /// Submissions not yet waited for, oldest first.
+    in_flight: VecDeque<wgpu::SubmissionIndex>,
+    /// Workgroups per grid dimension (the adapter's limit; tests lower it).
+    pub max_groups: u32,
+}
+
+impl Recorder {
+    pub fn new(device: &wgpu::Device, limits: &wgpu::Limits) -> Recorder {
+        let align = u64::from(limits.min_uniform_buffer_offset_alignment.max(1));
+        let stride = UNIFORM_BYTES.div_ceil(align) * align;
+        Recorder {
+            allocs: Vec::new(),
+            dummy: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("unused binding"),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            }),
+            uniforms: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("kernel uniforms"),
+                size: stride * u64::from(UNIFORM_SLOTS),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            stride,
+            slots: HashMap::new(),
+            bind_groups: HashMap::new(),
+            pending: Vec::new(),
+            readback: None,
+            in_flight: VecDeque::new(),
+            max_groups: limits.max_compute_workgroups_per_dimension,
+        }
+    }
+
+    /// Nothing is recorded and waiting for submission.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+fn elem_bytes(dtype: DType) -> usize {
+    match dtype {
+        DType::F32 | DType::U32 => 4,
+        DType::U8 => 1,
+    }
+}
+
+impl GpuBackend {
+    /// A zeroed buffer of `len` elements of `dtype`, rounded up to whole words.
+    pub(super) fn allocate(&mut self, dtype: DType, len: usize, label: &str) -> Result<Buf> {
+        let len32 = u32::try_from(len)
+            .map_err(|_| Error::Shape(format!("allocation of {len} elements ({label})")))?;
+        let bytes = ((len * elem_bytes(dtype)).div_ceil(4) * 4).max(4) as u64;
+        let l = &self.ctx.limits;
+        let limit = if bytes > l.max_storage_buffer_binding_size {
+            Some((
+                "max_storage_buffer_binding_size",
+                l.max_storage_buffer_binding_size,
+            ))
+        } else if bytes > l.max_buffer_size {
+            Some(("max_buffer_size", l.max_buffer_size))
+        } else {
+            None
+        };
+        if let Some((limit, max)) = limit {
+            return Err(Error::DeviceLimit {
+                what: format!("buffer `{label}` ({len} elements of {dtype:?})"),
+                limit,
+                needed: bytes,
+                max,
+            });
+        }
+        let ctx = self.ctx.clone();
+        let buffer = ctx.scoped(&format!("allocating `{label}` ({bytes} bytes)"), || {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let id = self.rec.allocs.len() as u32;
+        self.rec.allocs.push(Alloc { buffer, dtype, len });
+        Ok(Buf {
+            id,
+            offset: 0,
+            len: len32,
+            dtype,
+        })
+    }
+
+    pub(super) fn alloc_of(&self, b: Buf) -> &Alloc {
+        let a = self
+            .rec
+            .allocs
+            .get(b.id as usize)
+            .unwrap_or_else(|| panic!("buffer {} was not allocated on this backend", b.id));
+        assert_eq!(a.dtype, b.dtype, "buffer {} is {:?}", b.id, a.dtype);
+        assert!(
+            b.offset as usize + b.len() <= a.len,
+            "view {}+{} of buffer {} with {} elements",
+            b.offset,
+            b.len,
+            b.id,
+            a.len
+        );
+        a
+    }
+
+    /// Writes `bytes` at byte `offset` of allocation `id`, after everything recorded so far.
+    pub(super) fn write_bytes(&mut self, id: u32, offset: u64, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        debug_assert!(offset.is_multiple_of(4) && bytes.len().is_multiple_of(4));
+        if !self.rec.pending.is_empty() {
+            self.submit(None)?;
+        }
+        let buffer = &self.rec.allocs[id as usize].buffer;
+        self.ctx.queue.write_buffer(buffer, offset, bytes);
+        self.ctx.count(Count::BytesWritten, bytes.len() as u64);
+        self.ctx.check()
+    }
+
+    /// Runs everything recorded so far and returns `len` bytes at byte `offset` of allocation
+    /// `id` (both multiples of 4).
+    pub(super) fn read_bytes(&mut self, id: u32, offset: u64, len: u64) -> Result<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        if self.rec.readback.as_ref().is_none_or(|b| b.size() < len) {
+            self.rec.readback = Some(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: len.next_power_of_two().max(256),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let index = self.submit(Some((id, offset, len)))?;
+        // The staging buffer goes back only after a clean read: one left mapped or pending by
+        // an error would fail every later copy into it.
+        let staging = self.rec.readback.take().expect("created above");
+        let data = self.map_read(&staging, len, index)?;
+        self.rec.readback = Some(staging);
+        self.ctx.count(Count::BytesRead, len);
+        Ok(data)
+    }
+
+    /// Waits for submission `index` and returns the first `len` bytes of `staging`.
+    fn map_read(
+        &self,
+        staging: &wgpu::Buffer,
+        len: u64,
+        index: wgpu::SubmissionIndex,
+    ) -> Result<Vec<u8>> {
+        let slice = staging.slice(0..len);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait_for(index)?;
+        // The map callback runs in whichever thread's poll completes the mapping: with another
+        // backend polling the same device it may still be on its way when our poll returns.
+        let started = std::time::Instant::now();
+        loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(1)) {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => return Err(Error::Device(format!("reading a buffer back: {e}"))),
+                Err(_) if started.elapsed() > std::time::Duration::from_secs(60) => {
+                    return Err(Error::Device("a buffer read never completed".into()));
+                }
+                Err(_) => {
+                    self.ctx
+                        .device
+                        .poll(wgpu::PollType::Poll)
+                        .map_err(|e| Error::Device(format!("waiting for the device: {e}")))?;
+                }
+            }
+        }
+        let data = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Device(format!("reading a buffer back: {e}")))?
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+
+    /// Blocks until submission `index` has run.
+    fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
+        self.ctx
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .map_err(|e| Error::Device(format!("waiting for the device: {e}")))?;
+        self.ctx.check()
+    }
+
+    /// Encodes the pending dispatches into one compute pass, then the copy of `(id, offset,
+    /// len)` into the readback buffer if given, and submits.
+    pub(super) fn submit(
+        &mut self,
+        copy: Option<(u32, u64, u64)>,
+    ) -> Result<wgpu::SubmissionIndex> {
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgtrain ops"),
+            });
+        if !self.rec.pending.is_empty() {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("wgtrain ops"),
+                timestamp_writes: None,
+            });
+            let mut last: Option<Arc<Kernel>> = None;
+            for d in self.rec.pending.drain(..) {
+                if last.as_ref().is_none_or(|k| !Arc::ptr_eq(k, &d.kernel)) {
+                    pass.set_pipeline(&d.kernel.pipeline);
+                }
+                pass.set_bind_group(0, &d.bind_group, &[d.uniform_offset]);
+                let [x, y, z] = d.groups;
+                pass.dispatch_workgroups(x, y, z);
+                last = Some(d.kernel);
+            }
+        }
+        if let Some((id, offset, len)) = copy {
+            let src = &self.rec.allocs[id as usize].buffer;
+            let dst = self.rec.readback.as_ref().expect("readback buffer exists");
+            enc.copy_buffer_to_buffer(src, offset, dst, 0, len);
+        }
+        let index = self.ctx.queue.submit([enc.finish()]);
+        self.ctx.count(Count::Submissions, 1);
+        self.ctx.check()?;
+        // Bounded run-ahead: a loop that only flushes (training without progress reads) waits
+        // for the submission MAX_IN_FLIGHT back, so the host never queues more than that.
+        self.rec.in_flight.push_back(index.clone());
+        while self.rec.in_flight.len() > MAX_IN_FLIGHT {
+            let oldest = self.rec.in_flight.pop_front().expect("non-empty");
+            self.wait_for(oldest)?;
+        }
+        Ok(index)
+    }
+
+    /// A 1-D grid of `threads` invocations in workgroups of `per_group`, wrapped into a second
+    /// dimension past the adapter's per-dimension limit (kernels index it with `flat()`).
+    pub(super) fn grid(&self, threads: usize, per_group: usize) -> Result<[u32; 3]> {
+        let groups = threads.div_ceil(per_group);
+        let max = self.rec.max_groups as usize;
+        let x = groups.min(max);
+        let y = groups.div_ceil(x.max(1));
+        if y > max {
+            return Err(Error::DeviceLimit {
+                what: format!("a dispatch of {threads} invocations"),
+                limit: "max_compute_workgroups_per_dimension",
+                needed: y as u64,
+                max: max as u64,
+            });
+        }
+        Ok([x as u32, y as u32, 1])
+    }
+
+    /// Workgroups along one dimension of a tiled kernel that loops over the tiles past the grid.
+    pub(super) fn tiles(&self, tiles: usize) -> u32 {
+        tiles.min(self.rec.max_groups as usize) as u32
+    }
+
+    /// Records one dispatch of `spec` binding `bufs` (in the order of `spec.storage`; `None`
+    /// binds the dummy buffer) with the uniform block `dims`.
+    pub(super) fn record<D: bytemuck::Pod>(
+        &mut self,
+        spec: &'static KernelSpec,
+        bufs: &[Option<Buf>],
+        dims: &D,
+        groups: [u32; 3],
+    ) -> Result<()> {
+        assert_eq!(bufs.len(), spec.storage.len(), "{}: buffers", spec.label);
+        assert!(bufs.len() <= MAX_STORAGE);
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let kernel = self.ctx.kernel(spec)?;
+        let uniform_offset = self.uniform_slot(bytemuck::bytes_of(dims))?;
+        let mut key = [NONE; MAX_STORAGE];
+        for (k, b) in key.iter_mut().zip(bufs) {
+            if let Some(b) = b {
+                self.alloc_of(*b);
+                *k = b.id;
+            }
+        }
+        let bind_group = match self.rec.bind_groups.get(&(spec.label, key)) {
+            Some(bg) => bg.clone(),
+            None => {
+                let bg = self.create_bind_group(spec, &kernel, &key);
+                self.rec.bind_groups.insert((spec.label, key), bg.clone());
+                bg
+            }
+        };
+        self.rec.pending.push(Dispatch {
+            kernel,
+            bind_group,
+            uniform_offset,
+            groups,
+        });
+        if self.rec.pending.len() >= MAX_PENDING {
+            self.submit(None)?;
+        }
+        Ok(())
+    }
+
+    fn create_bind_group(
+        &self,
+        spec: &'static KernelSpec,
+        kernel: &Kernel,
+        key: &[u32; MAX_STORAGE],
+    ) -> wgpu::BindGroup {
+        self.ctx.count(Count::BindGroups, 1);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.rec.uniforms,
+                offset: 0,
+                size: wgpu::BufferSize::new(UNIFORM_BYTES),
+            }),
+        }];
+        for (&(binding, _), &id) in spec.storage.iter().zip(key) {
+            let buffer = match id {
+                NONE => &self.rec.dummy,
+                id => &self.rec.allocs[id as usize].buffer,
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding,
+                resource: buffer.as_entire_binding(),
+            });
+        }
+        self.ctx
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(spec.label),
+                layout: &kernel.layout,
+                entries: &entries,
+            })
+    }
+
+    /// The arena offset of a uniform block with these contents, written on first use.
+    fn uniform_slot(&mut self, bytes: &[u8]) -> Result<u32> {
+        let mut block = [0u8; UNIFORM_BYTES as usize];
+        block[..bytes.len()].copy_from_slice(bytes);
+        let slot = match self.rec.slots.get(&block) {
+            Some(&s) => s,
+            None => {
+                if self.rec.slots.len() as u32 == UNIFORM_SLOTS {
+                    // Every slot may be read by pending work: submit it before reusing any.
+                    self.submit(None)?;
+                    self.rec.slots.clear();
+                }
+                let s = self.rec.slots.len() as u32;
+                self.ctx.queue.write_buffer(
+                    &self.rec.uniforms,
+                    u64::from(s) * self.rec.stride,
+                    &block,
+                );
+                self.ctx.count(Count::UniformBlocks, 1);
+                self.rec.slots.insert(block, s);
+                s
+            }
+        };
+        Ok((u64::from(slot) * self.rec.stride) as u32)
+    }
+}

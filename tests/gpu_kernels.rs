@@ -1,0 +1,730 @@
+//! Every GPU kernel against the CPU reference on the same seeded inputs.
+//!
+//! GPU outputs are filled with NaN before each op so an element the kernel fails to write fails
+//! the comparison. Tests skip (with a message) where no adapter exists, and fail instead when
+//! WGTRAIN_REQUIRE_GPU=1 (CI, which has lavapipe).
+
+use std::sync::OnceLock;
+use wgtrain::backend::cpu::CpuBackend;
+use wgtrain::backend::gpu::{GpuBackend, list_adapters};
+use wgtrain::backend::{ACC_LEN, Backend, Buf, DType, MatmulDims, STATS_PER_ROW};
+use wgtrain::model::{Activation, LossKind};
+use wgtrain::optim::{OptimizerConfig, OptimizerKind};
+use wgtrain::rng::Rng;
+use wgtrain::{Error, Result};
+
+/// A backend on the one device this test binary opens: kernels compile once (lavapipe takes up
+/// to a second per shader) and are shared; each test gets its own buffers.
+fn gpu() -> Option<GpuBackend> {
+    static DEVICE: OnceLock<std::result::Result<GpuBackend, String>> = OnceLock::new();
+    let opened = DEVICE.get_or_init(|| match GpuBackend::new(None) {
+        Ok(g) => Ok(g),
+        Err(Error::NoAdapter(msg)) => Err(msg),
+        Err(e) => panic!("a GPU adapter exists but could not be used: {e}"),
+    });
+    match opened {
+        Ok(g) => Some(g.share_device()),
+        Err(msg) => {
+            if std::env::var("WGTRAIN_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("WGTRAIN_REQUIRE_GPU=1 but there is no GPU adapter: {msg}");
+            }
+            eprintln!("skipping GPU test: no GPU adapter ({msg})");
+            None
+        }
+    }
+}
+
+/// The CPU reference and a GPU backend holding the same data.
+struct Pair {
+    cpu: CpuBackend,
+    gpu: GpuBackend,
+}
+
+/// A buffer on both backends.
+#[derive(Clone, Copy)]
+struct Both {
+    cpu: Buf,
+    gpu: Buf,
+}
+
+impl Both {
+    fn slice(self, start: usize, len: usize) -> Both {
+        Both {
+            cpu: self.cpu.slice(start, len),
+            gpu: self.gpu.slice(start, len),
+        }
+    }
+}
+
+impl Pair {
+    fn new() -> Option<Pair> {
+        Some(Pair {
+            cpu: CpuBackend::new(),
+            gpu: gpu()?,
+        })
+    }
+
+    fn f32s(&mut self, data: &[f32]) -> Both {
+        let cpu = self.cpu.alloc(DType::F32, data.len(), "t").unwrap();
+        let gpu = self.gpu.alloc(DType::F32, data.len(), "t").unwrap();
+        self.cpu.write_f32(cpu, data).unwrap();
+        self.gpu.write_f32(gpu, data).unwrap();
+        Both { cpu, gpu }
+    }
+
+    fn u32s(&mut self, data: &[u32]) -> Both {
+        let cpu = self.cpu.alloc(DType::U32, data.len(), "t").unwrap();
+        let gpu = self.gpu.alloc(DType::U32, data.len(), "t").unwrap();
+        self.cpu.write_u32(cpu, data).unwrap();
+        self.gpu.write_u32(gpu, data).unwrap();
+        Both { cpu, gpu }
+    }
+
+    fn u8s(&mut self, data: &[u8]) -> Both {
+        let cpu = self.cpu.alloc(DType::U8, data.len(), "t").unwrap();
+        let gpu = self.gpu.alloc(DType::U8, data.len(), "t").unwrap();
+        self.cpu.write_u8(cpu, data).unwrap();
+        self.gpu.write_u8(gpu, data).unwrap();
+        Both { cpu, gpu }
+    }
+
+    /// An output: zeros on the CPU, NaN on the GPU.
+    fn out(&mut self, len: usize) -> Both {
+        let cpu = self.cpu.alloc(DType::F32, len, "out").unwrap();
+        let gpu = self.gpu.alloc(DType::F32, len, "out").unwrap();
+        self.gpu.write_f32(gpu, &vec![f32::NAN; len]).unwrap();
+        Both { cpu, gpu }
+    }
+
+    /// Runs `op` on both backends.
+    fn run(&mut self, op: impl Fn(&mut dyn Backend, bool) -> Result<()>) {
+        op(&mut self.cpu, false).unwrap();
+        op(&mut self.gpu, true).unwrap();
+    }
+
+    fn read(&mut self, b: Both) -> (Vec<f32>, Vec<f32>) {
+        (
+            self.gpu.read_f32(b.gpu).unwrap(),
+            self.cpu.read_f32(b.cpu).unwrap(),
+        )
+    }
+
+    /// Asserts the GPU's `b` is within `abs + rel·|cpu|` of the CPU's.
+    fn check(&mut self, what: &str, b: Both, abs: f32, rel: f32) {
+        let (g, c) = self.read(b);
+        assert_close(what, &g, &c, abs, rel);
+    }
+
+    fn check_exact(&mut self, what: &str, b: Both) {
+        let (g, c) = self.read(b);
+        assert_close(what, &g, &c, 0.0, 0.0);
+    }
+}
+
+/// Picks the buffer of the backend being run.
+fn pick(b: Both, on_gpu: bool) -> Buf {
+    if on_gpu { b.gpu } else { b.cpu }
+}
+
+fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], abs: f32, rel: f32) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths");
+    let mut bad = Vec::new();
+    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+        // Written so that NaN on either side fails, and equal infinities pass.
+        let ok = g == c || (g - c).abs() <= abs + rel * c.abs();
+        if !ok {
+            bad.push((i, g, c));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{what}: {} of {} elements differ beyond {abs} + {rel}·|ref|; first (index, gpu, cpu): {:?}",
+        bad.len(),
+        gpu.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
+fn uniform(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| lo + (hi - lo) * rng.next_f64() as f32)
+        .collect()
+}
+
+const ABS: f32 = 1e-5;
+const REL: f32 = 1e-4;
+
+// ---------------------------------------------------------------------------------------------
+// matmul
+
+/// Runs one product on both backends with operands at odd offsets inside larger allocations
+/// (as views of the flat parameter buffer are) and compares.
+fn check_matmul(
+    p: &mut Pair,
+    rng: &mut Rng,
+    (m, k, n): (usize, usize, usize),
+    (ta, tb): (bool, bool),
+    bias: bool,
+) {
+    let a = p.f32s(&uniform(rng, m * k + 3, -1.0, 1.0)).slice(3, m * k);
+    let b = p.f32s(&uniform(rng, k * n + 5, -1.0, 1.0)).slice(5, k * n);
+    let bias = bias.then(|| p.f32s(&uniform(rng, n + 1, -1.0, 1.0)).slice(1, n));
+    let c = p.out(m * n + 2).slice(2, m * n);
+    let dims = MatmulDims {
+        m,
+        k,
+        n,
+        trans_a: ta,
+        trans_b: tb,
+    };
+    p.run(|be, g| {
+        be.matmul(
+            pick(a, g),
+            pick(b, g),
+            bias.map(|x| pick(x, g)),
+            pick(c, g),
+            dims,
+        )
+    });
+    let what = format!(
+        "matmul m={m} k={k} n={n} trans_a={ta} trans_b={tb} bias={}",
+        bias.is_some()
+    );
+    p.check(&what, c, 2e-6 * k.max(1) as f32, REL);
+}
+
+const FORMS: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+
+#[test]
+fn matmul_matches_cpu_in_every_form() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(1);
+    // 1x1x1, the brief's odd sizes, sizes off every tile edge (64 x 64 outputs, 16-deep k
+    // slices), a tile exactly, and an empty inner dimension (c = bias).
+    let sizes = [
+        (1, 1, 1),
+        (45, 65, 33),
+        (67, 17, 129),
+        (130, 3, 70),
+        (5, 200, 7),
+        (64, 16, 64),
+        (3, 0, 5),
+    ];
+    for &(m, k, n) in &sizes {
+        for (ta, tb) in FORMS {
+            for bias in [false, true] {
+                check_matmul(&mut p, &mut rng, (m, k, n), (ta, tb), bias);
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_with_more_rows_than_one_grid_dimension() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(2);
+    // 70000 rows as a forward layer computes them (x · Wᵀ + b).
+    check_matmul(&mut p, &mut rng, (70_000, 2, 3), (false, true), true);
+    // A grid capped at 2 x 2 workgroups: every workgroup loops over many tiles.
+    p.gpu.set_max_workgroups_per_dimension(2);
+    for form in FORMS {
+        check_matmul(&mut p, &mut rng, (300, 20, 200), form, true);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// gather
+
+#[test]
+fn gather_rows_matches_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(3);
+    let (src_rows, cols, rows) = (50, 13, 37);
+    // 13 columns: rows of bytes straddle the packed words.
+    let pixels: Vec<u8> = (0..src_rows * cols).map(|_| rng.below(256) as u8).collect();
+    let values = uniform(&mut rng, src_rows * cols, -3.0, 3.0);
+    let order: Vec<u32> = (0..rows + 7).map(|_| rng.below(src_rows) as u32).collect();
+    let u8src = p.u8s(&pixels);
+    let f32src = p.f32s(&values);
+    // A slice at an odd offset, as `ResidentData::gather` takes `index.slice(start, rows)`.
+    let idx = p.u32s(&order).slice(7, rows);
+    for (src, affine) in [
+        (u8src, (1.0 / 255.0, 0.0)),
+        (u8src, (1.0 / 127.5, -1.0)),
+        (f32src, (1.0, 0.0)),
+        (f32src, (0.5, 2.0)),
+    ] {
+        let dst = p.out(rows * cols + 1).slice(1, rows * cols);
+        p.run(|be, g| be.gather_rows(pick(src, g), pick(idx, g), rows, cols, affine, pick(dst, g)));
+        p.check("gather_rows", dst, 1e-6, 1e-6);
+    }
+}
+
+#[test]
+fn gather_with_more_rows_than_one_grid_dimension() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(4);
+    let (src_rows, cols, rows) = (1000, 5, 70_000);
+    let pixels: Vec<u8> = (0..src_rows * cols).map(|_| rng.below(256) as u8).collect();
+    let labels: Vec<u32> = (0..src_rows).map(|_| rng.below(10) as u32).collect();
+    let order: Vec<u32> = (0..rows).map(|_| rng.below(src_rows) as u32).collect();
+    let src = p.u8s(&pixels);
+    let lab = p.u32s(&labels);
+    let idx = p.u32s(&order);
+    // Full grid, then one capped at 64 workgroups per dimension so the grid wraps into y.
+    for cap in [None, Some(64)] {
+        if let Some(cap) = cap {
+            p.gpu.set_max_workgroups_per_dimension(cap);
+        }
+        let dst = p.out(rows * cols);
+        p.run(|be, g| {
+            be.gather_rows(
+                pick(src, g),
+                pick(idx, g),
+                rows,
+                cols,
+                (1.0 / 255.0, 0.0),
+                pick(dst, g),
+            )
+        });
+        p.check("gather_rows", dst, 1e-6, 1e-6);
+        let cpu = p.cpu.alloc(DType::U32, rows, "labels").unwrap();
+        let gpu = p.gpu.alloc(DType::U32, rows, "labels").unwrap();
+        p.gpu.write_u32(gpu, &vec![u32::MAX; rows]).unwrap();
+        p.cpu.gather_labels(lab.cpu, idx.cpu, rows, cpu).unwrap();
+        p.gpu.gather_labels(lab.gpu, idx.gpu, rows, gpu).unwrap();
+        assert_eq!(p.gpu.read_u32(gpu).unwrap(), p.cpu.read_u32(cpu).unwrap());
+    }
+}
+
+#[test]
+fn gather_labels_matches_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(5);
+    let labels: Vec<u32> = (0..100).map(|_| rng.below(10) as u32).collect();
+    let order: Vec<u32> = (0..40).map(|_| rng.below(100) as u32).collect();
+    let lab = p.u32s(&labels);
+    let idx = p.u32s(&order).slice(3, 31);
+    let cpu = p.cpu.alloc(DType::U32, 33, "labels").unwrap();
+    let gpu = p.gpu.alloc(DType::U32, 33, "labels").unwrap();
+    p.gpu.write_u32(gpu, &[u32::MAX; 33]).unwrap();
+    p.cpu
+        .gather_labels(lab.cpu, idx.cpu, 31, cpu.slice(2, 31))
+        .unwrap();
+    p.gpu
+        .gather_labels(lab.gpu, idx.gpu, 31, gpu.slice(2, 31))
+        .unwrap();
+    assert_eq!(
+        p.gpu.read_u32(gpu.slice(2, 31)).unwrap(),
+        p.cpu.read_u32(cpu.slice(2, 31)).unwrap()
+    );
+}
+
+#[test]
+fn write_u8_keeps_the_rest_of_a_partly_written_word() {
+    let Some(mut p) = Pair::new() else { return };
+    let data: Vec<u8> = (1..=11).collect();
+    let src = p.u8s(&data);
+    // Bytes 4..7 rewritten; byte 7 shares their word and must survive.
+    p.cpu
+        .write_u8(src.cpu.slice(4, 3), &[200, 201, 202])
+        .unwrap();
+    p.gpu
+        .write_u8(src.gpu.slice(4, 3), &[200, 201, 202])
+        .unwrap();
+    let idx = p.u32s(&[0]);
+    let dst = p.out(11);
+    p.run(|be, g| be.gather_rows(pick(src, g), pick(idx, g), 1, 11, (1.0, 0.0), pick(dst, g)));
+    p.check_exact("bytes after a partial write", dst);
+}
+
+// ---------------------------------------------------------------------------------------------
+// activations
+
+const ACTIVATIONS: [Activation; 6] = [
+    Activation::Relu,
+    Activation::LeakyRelu,
+    Activation::Sigmoid,
+    Activation::Tanh,
+    Activation::Softmax,
+    Activation::Linear,
+];
+
+#[test]
+fn activations_forward_match_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(6);
+    let (rows, cols) = (37, 19);
+    let n = rows * cols;
+    let mut x = uniform(&mut rng, n, -5.0, 5.0);
+    // Saturating inputs for sigmoid / tanh / softmax, and exact zeros for the ReLU kinks.
+    x[0] = 60.0;
+    x[1] = -60.0;
+    x[2] = 0.0;
+    x[cols] = 95.0;
+    for act in ACTIVATIONS {
+        let xs = p.f32s(&x);
+        let y = p.out(n + 4).slice(4, n);
+        p.run(|be, g| be.act_forward(act, pick(xs, g), pick(y, g), rows, cols));
+        p.check(&format!("{act:?} forward"), y, ABS, REL);
+        // In place.
+        let xy = p.f32s(&x).slice(0, n);
+        p.run(|be, g| be.act_forward(act, pick(xy, g), pick(xy, g), rows, cols));
+        p.check(&format!("{act:?} forward in place"), xy, ABS, REL);
+    }
+}
+
+#[test]
+fn activations_backward_match_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(7);
+    let (rows, cols) = (29, 23);
+    let n = rows * cols;
+    let x = uniform(&mut rng, n, -4.0, 4.0);
+    let dy = uniform(&mut rng, n, -1.0, 1.0);
+    for act in ACTIVATIONS {
+        // The forward output, as the network keeps it.
+        let y = p.f32s(&x);
+        p.run(|be, g| be.act_forward(act, pick(y, g), pick(y, g), rows, cols));
+        let dys = p.f32s(&dy);
+        let dx = p.out(n + 1).slice(1, n);
+        p.run(|be, g| be.act_backward(act, pick(y, g), pick(dys, g), pick(dx, g), rows, cols));
+        p.check(&format!("{act:?} backward"), dx, ABS, REL);
+        // dx aliasing dy, as the network calls it.
+        let g2 = p.f32s(&dy);
+        p.run(|be, g| be.act_backward(act, pick(y, g), pick(g2, g), pick(g2, g), rows, cols));
+        p.check(&format!("{act:?} backward in place"), g2, ABS, REL);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dropout
+
+#[test]
+fn dropout_masks_equal_the_cpu_masks_exactly() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(8);
+    let n = 100_003;
+    let x = uniform(&mut rng, n, -2.0, 2.0);
+    for (p_drop, seed, stream) in [
+        (0.5, 1, 0),
+        (0.3, 0xDEAD_BEEF, 64 * 7 + 2),
+        (0.9, 42, u32::MAX),
+    ] {
+        let xs = p.f32s(&x);
+        let y = p.out(n);
+        let mask = p.out(n + 3).slice(3, n);
+        p.run(|be, g| {
+            be.dropout_forward(
+                pick(xs, g),
+                pick(y, g),
+                pick(mask, g),
+                n,
+                p_drop,
+                seed,
+                stream,
+            )
+        });
+        p.check_exact("dropout mask", mask);
+        p.check_exact("dropout output", y);
+        let kept = p
+            .gpu
+            .read_f32(mask.gpu)
+            .unwrap()
+            .iter()
+            .filter(|&&m| m > 0.0)
+            .count();
+        let frac = kept as f64 / n as f64;
+        assert!(
+            (frac - (1.0 - p_drop as f64)).abs() < 0.01,
+            "kept {frac} at p={p_drop}"
+        );
+        // Backward: the gradient masked in place.
+        let grad = p.f32s(&uniform(&mut rng, n, -1.0, 1.0));
+        p.run(|be, g| be.mul_inplace(pick(grad, g), pick(mask, g), n));
+        p.check_exact("masked gradient", grad);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// losses
+
+fn check_loss(
+    p: &mut Pair,
+    rng: &mut Rng,
+    kind: LossKind,
+    rows: usize,
+    cols: usize,
+    with_grad: bool,
+) {
+    let mut z = uniform(rng, rows * cols, -4.0, 4.0);
+    // Large logits: the fused kinds must stay finite.
+    z[0] = 40.0;
+    if rows * cols > 1 {
+        z[1] = -40.0;
+    }
+    let out = p.f32s(&z);
+    let targets = if kind.is_classification() {
+        let classes = cols.max(2);
+        let labels: Vec<u32> = (0..rows).map(|_| rng.below(classes) as u32).collect();
+        p.u32s(&labels)
+    } else {
+        p.f32s(&uniform(rng, rows * cols, -3.0, 3.0))
+    };
+    let grad = with_grad.then(|| p.out(rows * cols + 1).slice(1, rows * cols));
+    let stats = p
+        .out(rows * STATS_PER_ROW + 2)
+        .slice(2, rows * STATS_PER_ROW);
+    p.run(|be, g| {
+        be.loss(
+            kind,
+            pick(out, g),
+            pick(targets, g),
+            rows,
+            cols,
+            grad.map(|x| pick(x, g)),
+            pick(stats, g),
+        )
+    });
+    let what = format!("{kind:?} rows={rows} cols={cols}");
+    p.check(&format!("{what} stats"), stats, ABS, REL);
+    if let Some(grad) = grad {
+        p.check(&format!("{what} grad"), grad, 1e-6, REL);
+    }
+}
+
+#[test]
+fn losses_match_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(9);
+    let cases = [
+        (LossKind::SoftmaxCrossEntropy, 33, 10),
+        (LossKind::SoftmaxCrossEntropy, 300, 3),
+        (LossKind::SigmoidBce, 41, 1),
+        (LossKind::SigmoidBce, 41, 4),
+        (LossKind::Mse, 37, 3),
+        (LossKind::Mse, 20, 1),
+        (LossKind::Mae, 37, 3),
+        (LossKind::Mae, 20, 1),
+    ];
+    for (kind, rows, cols) in cases {
+        for with_grad in [true, false] {
+            check_loss(&mut p, &mut rng, kind, rows, cols, with_grad);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// reductions
+
+#[test]
+fn col_sum_matches_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(10);
+    for (rows, cols) in [(1, 1), (1000, 70), (33, 3), (7, 130), (0, 5)] {
+        let a = p
+            .f32s(&uniform(&mut rng, rows * cols + 1, -1.0, 1.0))
+            .slice(1, rows * cols);
+        let out = p.out(cols + 3).slice(3, cols);
+        p.run(|be, g| be.col_sum(pick(a, g), rows, cols, pick(out, g)));
+        p.check(
+            &format!("col_sum {rows}x{cols}"),
+            out,
+            1e-6 * rows.max(1) as f32,
+            REL,
+        );
+    }
+    // More column blocks than the grid holds: workgroups loop.
+    p.gpu.set_max_workgroups_per_dimension(2);
+    let (rows, cols) = (9, 300);
+    let a = p.f32s(&uniform(&mut rng, rows * cols, -1.0, 1.0));
+    let out = p.out(cols);
+    p.run(|be, g| be.col_sum(pick(a, g), rows, cols, pick(out, g)));
+    p.check("col_sum on a capped grid", out, 1e-5, REL);
+}
+
+#[test]
+fn accumulate_stats_matches_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(11);
+    let acc = p.f32s(&[0.5, 1.5, 2.0, 9.0]).slice(0, ACC_LEN);
+    for rows in [1000, 1, 257] {
+        let stats = p
+            .f32s(&uniform(&mut rng, rows * STATS_PER_ROW + 2, 0.0, 2.0))
+            .slice(2, rows * STATS_PER_ROW);
+        p.run(|be, g| be.accumulate_stats(pick(stats, g), rows, pick(acc, g)));
+    }
+    p.check("accumulator", acc, 1e-4, 1e-5);
+}
+
+#[test]
+fn fill_writes_exactly_its_view() {
+    let Some(mut p) = Pair::new() else { return };
+    let buf = p.f32s(&[1.0; 600]);
+    p.run(|be, g| be.fill(pick(buf, g).slice(5, 513), -2.5));
+    p.check_exact("fill", buf);
+}
+
+// ---------------------------------------------------------------------------------------------
+// regularisation and optimizers
+
+#[test]
+fn regularize_matches_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(12);
+    let n = 1000;
+    let mut w = uniform(&mut rng, n + 64, -1.0, 1.0);
+    w[64] = 0.0; // sign(0) = 0
+    let param = p.f32s(&w).slice(64, n);
+    let grad = p.f32s(&uniform(&mut rng, n + 64, -1.0, 1.0)).slice(64, n);
+    p.run(|be, g| be.regularize(pick(param, g), pick(grad, g), 1e-3, 5e-4));
+    p.check("regularized gradient", grad, 1e-6, 1e-5);
+}
+
+#[test]
+fn optimizers_match_cpu_over_several_steps() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(13);
+    let n = 3000;
+    let mut configs: Vec<OptimizerConfig> = [
+        OptimizerKind::Sgd,
+        OptimizerKind::Adagrad,
+        OptimizerKind::Rmsprop,
+        OptimizerKind::Adam,
+        OptimizerKind::Adamw,
+    ]
+    .into_iter()
+    .map(OptimizerConfig::new)
+    .collect();
+    let mut nesterov = OptimizerConfig::new(OptimizerKind::Sgd);
+    nesterov.nesterov = true;
+    let mut plain = OptimizerConfig::new(OptimizerKind::Sgd);
+    plain.momentum = 0.0;
+    let mut decayed = OptimizerConfig::new(OptimizerKind::Adam);
+    decayed.decay = 0.1;
+    configs.extend([nesterov, plain, decayed]);
+    for cfg in configs {
+        let params = p.f32s(&uniform(&mut rng, n, -1.0, 1.0));
+        let grads = p.f32s(&vec![0.0; n]);
+        let s1 = p.f32s(&vec![0.0; n]);
+        let s2 = p.f32s(&vec![0.0; n]);
+        for step in 0..5 {
+            let g = uniform(&mut rng, n, -1.0, 1.0);
+            p.cpu.write_f32(grads.cpu, &g).unwrap();
+            p.gpu.write_f32(grads.gpu, &g).unwrap();
+            let u = cfg.update_params(step);
+            p.run(|be, on| {
+                be.update(
+                    pick(params, on),
+                    pick(grads, on),
+                    pick(s1, on),
+                    pick(s2, on),
+                    &u,
+                )
+            });
+        }
+        let what = format!(
+            "{:?} (nesterov {}, momentum {}, decay {})",
+            cfg.kind, cfg.nesterov, cfg.momentum, cfg.decay
+        );
+        p.check(&format!("{what} params"), params, ABS, REL);
+        p.check(&format!("{what} state 1"), s1, ABS, REL);
+        p.check(&format!("{what} state 2"), s2, ABS, REL);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// recording, limits, adapters
+
+#[test]
+fn writes_and_reads_keep_the_order_of_recorded_ops() {
+    let Some(mut g) = gpu() else { return };
+    let x = g.alloc(DType::F32, 1000, "x").unwrap();
+    let y = g.alloc(DType::F32, 1000, "y").unwrap();
+    let idx = g.alloc(DType::U32, 1, "idx").unwrap();
+    g.write_u32(idx, &[0]).unwrap();
+    // Recorded: fill x, copy it to y (gather of row 0). Then x is overwritten: the copy must
+    // still see the filled values.
+    g.fill(x, 3.0).unwrap();
+    g.gather_rows(x, idx, 1, 1000, (1.0, 0.0), y).unwrap();
+    g.write_f32(x, &[7.0; 1000]).unwrap();
+    assert_eq!(g.read_f32(y).unwrap(), vec![3.0; 1000]);
+    assert_eq!(g.read_f32(x).unwrap(), vec![7.0; 1000]);
+    // An op recorded after a write sees it.
+    g.gather_rows(x, idx, 1, 1000, (2.0, 1.0), y).unwrap();
+    assert_eq!(g.read_f32(y).unwrap(), vec![15.0; 1000]);
+}
+
+#[test]
+fn many_distinct_uniform_blocks_recycle_the_arena() {
+    let Some(mut g) = gpu() else { return };
+    let x = g.alloc(DType::F32, 5000, "x").unwrap();
+    // More distinct uniform blocks than the arena has slots, without a read in between.
+    for i in 0..2500 {
+        g.fill(x.slice(i, 1), i as f32).unwrap();
+    }
+    let got = g.read_f32(x.slice(0, 2500)).unwrap();
+    assert_eq!(got, (0..2500).map(|i| i as f32).collect::<Vec<_>>());
+}
+
+#[test]
+fn an_allocation_over_the_binding_limit_is_a_device_limit_error() {
+    let Some(mut g) = gpu() else { return };
+    match g.alloc(DType::F32, u32::MAX as usize, "huge") {
+        Err(Error::DeviceLimit {
+            limit, needed, max, ..
+        }) => {
+            assert!(limit == "max_storage_buffer_binding_size" || limit == "max_buffer_size");
+            assert!(needed > max);
+        }
+        other => panic!("expected a DeviceLimit error, got {other:?}"),
+    }
+}
+
+#[test]
+fn adapters_are_listed_with_their_limits() {
+    let Some(g) = gpu() else { return };
+    let list = list_adapters();
+    assert!(!list.is_empty());
+    let name = g.adapter().unwrap();
+    assert!(
+        list.iter().any(|a| name.starts_with(&a.name)),
+        "{name} not in {list:?}"
+    );
+    for a in &list {
+        assert!(
+            a.max_storage_buffer_binding_size > 0 && a.max_compute_workgroups_per_dimension > 0
+        );
+    }
+}
+
+#[test]
+fn backend_choice_opens_the_gpu_or_falls_back() {
+    use wgtrain::backend::{BackendChoice, create};
+    let have_gpu = gpu().is_some();
+    let (b, notice) = create(BackendChoice::Auto, None).unwrap();
+    if !have_gpu {
+        assert_eq!(b.name(), "cpu");
+        assert_eq!(
+            notice.as_deref(),
+            Some("note: no GPU adapter found; training on the CPU (--backend cpu to silence this)")
+        );
+        match create(BackendChoice::Gpu, None) {
+            Err(e @ Error::NoAdapter(_)) => assert!(
+                e.to_string()
+                    .ends_with("(use --backend cpu to train on the CPU)")
+            ),
+            Err(e) => panic!("expected NoAdapter, got {e}"),
+            Ok(_) => panic!("a GPU opened without an adapter"),
+        }
+        return;
+    }
+    assert_eq!((b.name(), notice), ("gpu", None));
+    let (b, notice) = create(BackendChoice::Gpu, None).unwrap();
+    assert_eq!((b.name(), notice), ("gpu", None));
+    match create(BackendChoice::Gpu, Some(999)) {
+        Err(e @ Error::Config(_)) => assert!(e.to_string().contains("--adapter 999")),
+        Err(e) => panic!("expected a Config error, got {e}"),
+        Ok(_) => panic!("adapter 999 opened"),
+    }
+}

@@ -1,0 +1,505 @@
+//! Whole training steps on the GPU against the CPU reference: from the same initial weights,
+//! with the same shuffles, batches and dropout masks, N steps give the same losses and weights
+//! within tolerance, for every optimizer and loss, with dropout, L1/L2 and a last partial batch.
+//!
+//! Tolerances: every kernel matches the CPU to about 1e-6 relative, but the backends sum in
+//! different orders (and a GPU may fuse multiply-adds), so differences of an ulp or so appear
+//! and compound over steps. On lavapipe, after 9-12 steps the weights differ by at most ~1e-7
+//! and the per-step losses by ~2e-7 relative; the tests allow 1e-5 absolute + 1e-4 relative
+//! on weights and predictions and 1e-5 relative on losses (50-100x headroom for other
+//! adapters). An accuracy may differ by one row where two logits are within rounding.
+
+use std::sync::OnceLock;
+use wgtrain::Error;
+use wgtrain::backend::Backend;
+use wgtrain::backend::cpu::CpuBackend;
+use wgtrain::backend::gpu::GpuBackend;
+use wgtrain::data::{Dataset, Features, Targets};
+use wgtrain::model::{Activation, LossKind, ModelSpec};
+use wgtrain::optim::{OptimizerConfig, OptimizerKind};
+use wgtrain::rng::Rng;
+use wgtrain::train::{Metrics, Regularization, Silent, Trainer, fit};
+
+const WEIGHT_ABS: f32 = 1e-5;
+const WEIGHT_REL: f32 = 1e-4;
+const LOSS_REL: f64 = 1e-5;
+
+/// A backend on the one device this test binary opens (see tests/gpu_kernels.rs).
+fn gpu() -> Option<GpuBackend> {
+    static DEVICE: OnceLock<std::result::Result<GpuBackend, String>> = OnceLock::new();
+    let opened = DEVICE.get_or_init(|| match GpuBackend::new(None) {
+        Ok(g) => Ok(g),
+        Err(Error::NoAdapter(msg)) => Err(msg),
+        Err(e) => panic!("a GPU adapter exists but could not be used: {e}"),
+    });
+    match opened {
+        Ok(g) => Some(g.share_device()),
+        Err(msg) => {
+            if std::env::var("WGTRAIN_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("WGTRAIN_REQUIRE_GPU=1 but there is no GPU adapter: {msg}");
+            }
+            eprintln!("skipping GPU test: no GPU adapter ({msg})");
+            None
+        }
+    }
+}
+
+/// Points in `dim` dimensions labelled by the largest of `classes` fixed projections, so the
+/// task is learnable.
+fn blobs(rows: usize, dim: usize, classes: usize, seed: u64) -> Dataset {
+    let mut rng = Rng::new(seed);
+    let proj: Vec<f32> = (0..dim * classes).map(|_| rng.normal() as f32).collect();
+    let x: Vec<f32> = (0..rows * dim).map(|_| rng.normal() as f32).collect();
+    let labels = x
+        .chunks_exact(dim)
+        .map(|row| {
+            let score =
+                |c: usize| -> f32 { row.iter().zip(&proj[c * dim..]).map(|(a, b)| a * b).sum() };
+            (0..classes)
+                .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+                .unwrap() as u32
+        })
+        .collect();
+    Dataset {
+        rows,
+        dim,
+        image_shape: (1, dim),
+        features: Features::F32(x),
+        targets: Targets::Classes {
+            labels,
+            num_classes: classes,
+        },
+    }
+}
+
+/// Tiny MNIST-like images: 8x8 bytes whose brightness pattern depends on the class.
+fn tiny_digits(rows: usize, seed: u64) -> Dataset {
+    let mut rng = Rng::new(seed);
+    let mut pixels = Vec::with_capacity(rows * 64);
+    let mut labels = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        let label = rng.below(10);
+        for p in 0..64 {
+            let on = (p * 7 + label * 13) % 10 < 4;
+            pixels.push(if on {
+                128 + rng.below(128)
+            } else {
+                rng.below(40)
+            } as u8);
+        }
+        labels.push(label as u32);
+    }
+    Dataset {
+        rows,
+        dim: 64,
+        image_shape: (8, 8),
+        features: Features::U8(pixels),
+        targets: Targets::Classes {
+            labels,
+            num_classes: 10,
+        },
+    }
+}
+
+/// y = sin of fixed projections of x, `outs` targets per row.
+fn waves(rows: usize, dim: usize, outs: usize, seed: u64) -> Dataset {
+    let mut rng = Rng::new(seed);
+    let x: Vec<f32> = (0..rows * dim).map(|_| rng.normal() as f32).collect();
+    let values = x
+        .chunks_exact(dim)
+        .flat_map(|row| {
+            (0..outs).map(move |o| {
+                (row.iter()
+                    .enumerate()
+                    .map(|(j, v)| v * (1 + j + o) as f32)
+                    .sum::<f32>()
+                    * 0.3)
+                    .sin()
+            })
+        })
+        .collect();
+    Dataset {
+        rows,
+        dim,
+        image_shape: (1, dim),
+        features: Features::F32(x),
+        targets: Targets::Values { values, dim: outs },
+    }
+}
+
+struct Case {
+    name: &'static str,
+    spec: ModelSpec,
+    optimizer: OptimizerConfig,
+    regularization: Regularization,
+    data: Dataset,
+    batch: usize,
+    epochs: usize,
+}
+
+fn close(g: f64, c: f64, rel: f64) -> bool {
+    (g - c).abs() <= 1e-6 + rel * c.abs()
+}
+
+/// Asserts the metrics agree; returns the relative difference of the losses.
+fn assert_metrics(what: &str, g: Metrics, c: Metrics, task_is_classes: bool) -> f64 {
+    assert_eq!(g.rows, c.rows, "{what}: rows");
+    assert!(
+        close(g.loss, c.loss, LOSS_REL),
+        "{what}: loss gpu {} cpu {}",
+        g.loss,
+        c.loss
+    );
+    let metric_tol = if task_is_classes {
+        1.0 / c.rows.max(1) as f64 + 1e-6
+    } else {
+        1e-5 + LOSS_REL * c.metric.abs()
+    };
+    assert!(
+        (g.metric - c.metric).abs() <= metric_tol,
+        "{what}: metric gpu {} cpu {}",
+        g.metric,
+        c.metric
+    );
+    (g.loss - c.loss).abs() / c.loss.abs().max(1e-12)
+}
+
+/// The largest |gpu - cpu| over the weights, after asserting they are within tolerance.
+fn assert_weights(what: &str, g: &[f32], c: &[f32]) -> f32 {
+    assert_eq!(g.len(), c.len());
+    let mut worst = 0.0f32;
+    for (i, (&a, &b)) in g.iter().zip(c).enumerate() {
+        let d = (a - b).abs();
+        assert!(
+            d <= WEIGHT_ABS + WEIGHT_REL * b.abs(),
+            "{what}: weight {i}: gpu {a} cpu {b}"
+        );
+        worst = worst.max(d);
+    }
+    worst
+}
+
+fn trainers(case: &Case, gpu: GpuBackend) -> (Trainer, Trainer) {
+    let make = |b: Box<dyn Backend>| {
+        Trainer::new(
+            b,
+            case.spec.clone(),
+            case.batch,
+            case.optimizer.clone(),
+            case.regularization,
+            7,
+        )
+        .unwrap()
+    };
+    (make(Box::new(CpuBackend::new())), make(Box::new(gpu)))
+}
+
+/// Trains both backends step by step, comparing each step's loss and the weights after it,
+/// then evaluation and prediction.
+fn run(case: Case) {
+    let Some(gpu) = gpu() else { return };
+    let (mut c, mut g) = trainers(&case, gpu);
+    let classes = case.spec.loss.is_classification();
+    assert_eq!(
+        g.params().unwrap(),
+        c.params().unwrap(),
+        "{}: initial weights",
+        case.name
+    );
+    let (cd, gd) = (c.upload(&case.data).unwrap(), g.upload(&case.data).unwrap());
+    let rows = case.data.rows;
+    assert!(
+        !rows.is_multiple_of(case.batch),
+        "{}: the last batch should be partial",
+        case.name
+    );
+    let mut worst = 0.0f32;
+    let mut worst_loss = 0.0f64;
+    for epoch in 0..case.epochs {
+        c.shuffle(&cd).unwrap();
+        g.shuffle(&gd).unwrap();
+        for start in (0..rows).step_by(case.batch) {
+            let n = case.batch.min(rows - start);
+            c.reset_metrics().unwrap();
+            g.reset_metrics().unwrap();
+            c.step(&cd, start, n).unwrap();
+            g.step(&gd, start, n).unwrap();
+            let what = format!("{}: epoch {epoch} step at row {start}", case.name);
+            worst_loss = worst_loss.max(assert_metrics(
+                &what,
+                g.read_metrics().unwrap(),
+                c.read_metrics().unwrap(),
+                classes,
+            ));
+            worst = worst.max(assert_weights(
+                &what,
+                &g.params().unwrap(),
+                &c.params().unwrap(),
+            ));
+        }
+    }
+    let what = format!("{}: evaluation", case.name);
+    assert_metrics(
+        &what,
+        g.evaluate(&gd).unwrap(),
+        c.evaluate(&cd).unwrap(),
+        classes,
+    );
+    let (gp, cp) = (g.predict(&gd).unwrap(), c.predict(&cd).unwrap());
+    for (i, (a, b)) in gp.iter().zip(&cp).enumerate() {
+        assert!(
+            (a - b).abs() <= WEIGHT_ABS + WEIGHT_REL * b.abs(),
+            "{}: prediction {i}: gpu {a} cpu {b}",
+            case.name
+        );
+    }
+    let gpen = g.penalty().unwrap();
+    let cpen = c.penalty().unwrap();
+    assert!(
+        close(gpen, cpen, 1e-4),
+        "{}: penalty gpu {gpen} cpu {cpen}",
+        case.name
+    );
+    eprintln!(
+        "{}: after {} steps, largest weight difference {worst:e}, largest relative loss \
+         difference {worst_loss:e}",
+        case.name, c.progress.step
+    );
+}
+
+fn mlp(
+    inputs: usize,
+    hidden: &[usize],
+    outputs: usize,
+    act: Activation,
+    dropout: f32,
+    loss: LossKind,
+) -> ModelSpec {
+    ModelSpec::mlp(inputs, hidden, outputs, act, dropout, loss).unwrap()
+}
+
+fn optimizer(kind: OptimizerKind) -> OptimizerConfig {
+    OptimizerConfig::new(kind)
+}
+
+#[test]
+fn sgd_momentum_relu_cross_entropy() {
+    run(Case {
+        name: "sgd",
+        spec: mlp(
+            6,
+            &[16, 8],
+            3,
+            Activation::Relu,
+            0.0,
+            LossKind::SoftmaxCrossEntropy,
+        ),
+        optimizer: optimizer(OptimizerKind::Sgd),
+        regularization: Regularization::default(),
+        data: blobs(50, 6, 3, 1),
+        batch: 16,
+        epochs: 3,
+    });
+}
+
+#[test]
+fn sgd_nesterov_with_dropout_and_l1_l2() {
+    let mut opt = optimizer(OptimizerKind::Sgd);
+    opt.nesterov = true;
+    opt.decay = 0.05;
+    run(Case {
+        name: "sgd nesterov + dropout + l1/l2",
+        spec: mlp(
+            6,
+            &[24],
+            4,
+            Activation::LeakyRelu,
+            0.25,
+            LossKind::SoftmaxCrossEntropy,
+        ),
+        optimizer: opt,
+        regularization: Regularization {
+            l1_weights: 1e-3,
+            l2_weights: 1e-3,
+            l1_biases: 1e-4,
+            l2_biases: 1e-4,
+        },
+        data: blobs(45, 6, 4, 2),
+        batch: 16,
+        epochs: 3,
+    });
+}
+
+#[test]
+fn adagrad_tanh_bce_several_outputs() {
+    run(Case {
+        name: "adagrad bce",
+        spec: mlp(5, &[12], 4, Activation::Tanh, 0.0, LossKind::SigmoidBce),
+        optimizer: optimizer(OptimizerKind::Adagrad),
+        regularization: Regularization::default(),
+        data: blobs(40, 5, 4, 3),
+        batch: 16,
+        epochs: 3,
+    });
+}
+
+#[test]
+fn rmsprop_sigmoid_bce_one_output() {
+    run(Case {
+        name: "rmsprop bce-1",
+        spec: mlp(4, &[10], 1, Activation::Sigmoid, 0.0, LossKind::SigmoidBce),
+        optimizer: optimizer(OptimizerKind::Rmsprop),
+        regularization: Regularization {
+            l2_weights: 1e-3,
+            ..Regularization::default()
+        },
+        data: blobs(40, 4, 2, 4),
+        batch: 16,
+        epochs: 3,
+    });
+}
+
+#[test]
+fn adam_dropout_on_byte_images() {
+    run(Case {
+        name: "adam images + dropout",
+        spec: mlp(
+            64,
+            &[32],
+            10,
+            Activation::Relu,
+            0.3,
+            LossKind::SoftmaxCrossEntropy,
+        ),
+        optimizer: optimizer(OptimizerKind::Adam),
+        regularization: Regularization::default(),
+        data: tiny_digits(40, 5),
+        batch: 16,
+        epochs: 3,
+    });
+}
+
+#[test]
+fn adamw_mse_regression_with_softmax_hidden_layer() {
+    run(Case {
+        name: "adamw mse",
+        spec: mlp(3, &[9, 7], 2, Activation::Softmax, 0.0, LossKind::Mse),
+        optimizer: optimizer(OptimizerKind::Adamw),
+        regularization: Regularization {
+            l1_weights: 1e-4,
+            ..Regularization::default()
+        },
+        data: waves(45, 3, 2, 6),
+        batch: 16,
+        epochs: 3,
+    });
+}
+
+#[test]
+fn adam_mae_regression() {
+    run(Case {
+        name: "adam mae",
+        spec: mlp(3, &[16], 1, Activation::Tanh, 0.1, LossKind::Mae),
+        optimizer: optimizer(OptimizerKind::Adam),
+        regularization: Regularization::default(),
+        data: waves(37, 3, 1, 7),
+        batch: 8,
+        epochs: 2,
+    });
+}
+
+#[test]
+fn fit_reports_match_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let case = Case {
+        name: "fit",
+        spec: mlp(
+            64,
+            &[20],
+            10,
+            Activation::Relu,
+            0.2,
+            LossKind::SoftmaxCrossEntropy,
+        ),
+        optimizer: optimizer(OptimizerKind::Adam),
+        regularization: Regularization {
+            l2_weights: 1e-4,
+            ..Regularization::default()
+        },
+        data: tiny_digits(50, 8),
+        batch: 16,
+        epochs: 2,
+    };
+    let test = tiny_digits(21, 9);
+    let (mut c, mut g) = trainers(&case, gpu);
+    let (cd, gd) = (c.upload(&case.data).unwrap(), g.upload(&case.data).unwrap());
+    let (ct, gt) = (c.upload(&test).unwrap(), g.upload(&test).unwrap());
+    let cr = fit(&mut c, &cd, Some(&ct), case.epochs, &mut Silent).unwrap();
+    let gr = fit(&mut g, &gd, Some(&gt), case.epochs, &mut Silent).unwrap();
+    for (a, b) in gr.iter().zip(&cr) {
+        let what = format!("fit epoch {}", b.epoch);
+        assert!(
+            close(a.train_loss, b.train_loss, LOSS_REL),
+            "{what}: train loss gpu {} cpu {}",
+            a.train_loss,
+            b.train_loss
+        );
+        assert!(
+            close(a.reg_loss, b.reg_loss, 1e-4),
+            "{what}: penalty gpu {} cpu {}",
+            a.reg_loss,
+            b.reg_loss
+        );
+        assert_metrics(&what, a.eval.unwrap(), b.eval.unwrap(), true);
+    }
+    assert_weights("fit", &g.params().unwrap(), &c.params().unwrap());
+}
+
+#[test]
+fn a_training_step_creates_nothing_and_moves_only_uniform_blocks() {
+    if gpu().is_none() {
+        return;
+    }
+    // A device of its own, so other tests' traffic does not count.
+    let g = GpuBackend::new(None).unwrap();
+    let probe = g.share_device();
+    let spec = mlp(
+        64,
+        &[32, 16],
+        10,
+        Activation::Relu,
+        0.2,
+        LossKind::SoftmaxCrossEntropy,
+    );
+    let reg = Regularization {
+        l2_weights: 1e-4,
+        ..Regularization::default()
+    };
+    let mut t = Trainer::new(
+        Box::new(g),
+        spec,
+        16,
+        optimizer(OptimizerKind::Adam),
+        reg,
+        3,
+    )
+    .unwrap();
+    let data = t.upload(&tiny_digits(64, 10)).unwrap();
+    t.shuffle(&data).unwrap();
+    t.step(&data, 0, 16).unwrap();
+    t.backend.flush().unwrap();
+    let before = probe.traffic();
+    for start in [16, 32, 48] {
+        t.step(&data, start, 16).unwrap();
+        t.backend.flush().unwrap();
+    }
+    let after = probe.traffic();
+    assert_eq!(after.bind_groups_created, before.bind_groups_created);
+    assert_eq!(after.bytes_written, before.bytes_written);
+    assert_eq!(after.bytes_read, before.bytes_read);
+    assert_eq!(after.submissions, before.submissions + 3);
+    // New per step (128 bytes each): the two gathers' index offsets, the two dropout layers'
+    // streams, and the update's bias corrections. Every other op repeats its shapes.
+    let blocks = after.uniform_blocks_written - before.uniform_blocks_written;
+    assert_eq!(blocks, 3 * 5, "uniform blocks written in 3 steps");
+}
