@@ -18,7 +18,7 @@ use wgtrain::data::{Dataset, Features, Targets};
 use wgtrain::model::{Activation, LossKind, ModelSpec};
 use wgtrain::optim::{OptimizerConfig, OptimizerKind};
 use wgtrain::rng::Rng;
-use wgtrain::train::{Metrics, Regularization, Silent, Trainer, fit};
+use wgtrain::train::{Metrics, Regularization, RunData, Silent, Trainer, fit};
 
 const WEIGHT_ABS: f32 = 1e-5;
 const WEIGHT_REL: f32 = 1e-4;
@@ -434,8 +434,13 @@ fn fit_reports_match_cpu() {
     let (mut c, mut g) = trainers(&case, gpu);
     let (cd, gd) = (c.upload(&case.data).unwrap(), g.upload(&case.data).unwrap());
     let (ct, gt) = (c.upload(&test).unwrap(), g.upload(&test).unwrap());
-    let cr = fit(&mut c, &cd, Some(&ct), case.epochs, &mut Silent).unwrap();
-    let gr = fit(&mut g, &gd, Some(&gt), case.epochs, &mut Silent).unwrap();
+    let run = |train, test| RunData {
+        train,
+        val: None,
+        test: Some(test),
+    };
+    let cr = fit(&mut c, run(&cd, &ct), case.epochs, &mut Silent).unwrap();
+    let gr = fit(&mut g, run(&gd, &gt), case.epochs, &mut Silent).unwrap();
     for (a, b) in gr.iter().zip(&cr) {
         let what = format!("fit epoch {}", b.epoch);
         assert!(
@@ -450,7 +455,7 @@ fn fit_reports_match_cpu() {
             a.reg_loss,
             b.reg_loss
         );
-        assert_metrics(&what, a.eval.unwrap(), b.eval.unwrap(), true);
+        assert_metrics(&what, a.test.unwrap(), b.test.unwrap(), true);
     }
     assert_weights("fit", &g.params().unwrap(), &c.params().unwrap());
 }

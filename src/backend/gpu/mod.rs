@@ -174,6 +174,10 @@ impl Backend for GpuBackend {
         self.submit(None).map(|_| ())
     }
 
+    fn sync(&mut self) -> Result<()> {
+        self.wait_idle()
+    }
+
     fn fill(&mut self, dst: Buf, value: f32) -> Result<()> {
         reduce::fill(self, dst, value)
     }

@@ -250,6 +250,21 @@ impl GpuBackend {
         Ok(data)
     }
 
+    /// Submits anything recorded and blocks until the device has run everything submitted.
+    pub(super) fn wait_idle(&mut self) -> Result<()> {
+        if !self.rec.pending.is_empty() {
+            self.submit(None)?;
+        }
+        self.ctx
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
+            .map_err(|e| Error::Device(format!("waiting for the device: {e}")))?;
+        self.ctx.check()
+    }
+
     /// Blocks until submission `index` has run.
     fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
         self.ctx
