@@ -2,6 +2,7 @@
 //! the work is done by the library.
 
 mod bench;
+mod devices;
 mod eval;
 mod plot;
 mod predict;
@@ -43,6 +44,8 @@ pub enum Command {
     /// Measure each backend side by side: matmul GFLOP/s, bandwidth, a training step's
     /// kernels, training and inference throughput, each beside the floor the hardware allows.
     Bench(bench::BenchArgs),
+    /// List the GPU adapters (name, backend, type, key limits) that --adapter picks from.
+    Devices(devices::DevicesArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -59,5 +62,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Predict(args) => predict::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Devices(args) => devices::run(args),
     }
 }
