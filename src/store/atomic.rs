@@ -38,3 +38,39 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Error::io(path, e)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_file_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.bin");
+        write_atomic(&p, b"first").unwrap();
+        write_atomic(&p, b"second").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"second");
+        // No temporary files are left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// A write that fails part-way leaves the old file as it was and says why.
+    #[test]
+    fn a_failed_write_keeps_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ckpt.safetensors");
+        write_atomic(&p, b"good checkpoint").unwrap();
+        // Occupy the temporary file's name with a directory, so creating it fails (root can
+        // write anywhere, so permissions cannot be used to make the write fail).
+        let tmp = dir
+            .path()
+            .join(format!(".ckpt.safetensors.tmp-{}", std::process::id()));
+        fs::create_dir(&tmp).unwrap();
+        let err = write_atomic(&p, b"new").unwrap_err().to_string();
+        assert!(err.contains("ckpt.safetensors"), "{err}");
+        assert_eq!(fs::read(&p).unwrap(), b"good checkpoint");
+        // A missing directory is reported too.
+        let missing = dir.path().join("no/such/dir/x.safetensors");
+        assert!(write_atomic(&missing, b"x").is_err());
+    }
+}
