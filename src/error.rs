@@ -43,12 +43,16 @@ pub enum Error {
     },
 
     /// The GPU failed while running (device lost, out of memory, validation error).
-    #[error("GPU error: {0}")]
+    #[error(
+        "GPU error: {0}; checkpoints already written are intact: retry, or train with --backend cpu"
+    )]
     Device(String),
 
-    /// Training diverged: a loss or parameter became NaN or infinite.
+    /// Training diverged: a loss or parameter became NaN or infinite. `step` is the optimizer
+    /// step (counted from the start of training) by which it was seen: values are read back
+    /// between steps only now and then, since each read waits for the device.
     #[error(
-        "training diverged at epoch {epoch}, step {step}: {what} is not finite; try a lower --lr"
+        "training diverged in epoch {epoch}: {what} became NaN or infinite by step {step}; try a lower --lr"
     )]
     Diverged {
         epoch: usize,
@@ -61,12 +65,10 @@ pub enum Error {
     #[error("interrupted: {0}")]
     Interrupted(String),
 
-    /// The cause is part of the message (not a `#[source]`), so a context chain prints it once.
-    #[error("{path}: {cause}")]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    /// A file or folder that cannot be read or written. The message includes the cause, which
+    /// is therefore not also a `source` (that would print it twice in `{:#}` chains).
+    #[error("{path}: {}", io_message(err))]
+    Io { path: PathBuf, err: std::io::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -79,10 +81,23 @@ impl Error {
         }
     }
 
-    pub fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, err: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            cause,
+            err,
         }
     }
+}
+
+/// The I/O error's text with a hint for the common cases, which users fix themselves.
+fn io_message(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let hint = match e.kind() {
+        ErrorKind::NotFound => "; check the path",
+        ErrorKind::PermissionDenied => "; check the file's permissions",
+        ErrorKind::IsADirectory => "; give a file, not a folder",
+        ErrorKind::StorageFull => "; free some disk space",
+        _ => "",
+    };
+    format!("{e}{hint}")
 }

@@ -71,6 +71,20 @@ impl CpuBackend {
     }
 }
 
+/// A zeroed vector, or an error when memory runs out: sizes come from flags (--batch-size,
+/// --hidden) and data files, and a refusal with a hint beats an abort.
+fn zeroed<T: Clone + Default>(len: usize, label: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        Error::Config(format!(
+            "not enough memory for {label} ({} MiB); use a smaller --batch-size or --hidden",
+            (len as u64).saturating_mul(std::mem::size_of::<T>() as u64) >> 20
+        ))
+    })?;
+    v.resize(len, T::default());
+    Ok(v)
+}
+
 fn range(b: Buf) -> std::ops::Range<usize> {
     b.offset as usize..(b.offset + b.len) as usize
 }
@@ -191,18 +205,25 @@ impl Backend for CpuBackend {
         None
     }
 
-    fn alloc(&mut self, dtype: DType, len: usize, _label: &str) -> Result<Buf> {
+    fn alloc(&mut self, dtype: DType, len: usize, label: &str) -> Result<Buf> {
+        // Checked before allocating: a `Buf` addresses at most u32::MAX elements.
+        let len32 = u32::try_from(len).map_err(|_| {
+            Error::Config(format!(
+                "{label} needs {len} values, more than one buffer can hold ({}); use a smaller \
+                 --batch-size or --hidden",
+                u32::MAX
+            ))
+        })?;
         let id = self.stores.len() as u32;
         self.stores.push(match dtype {
-            DType::F32 => Store::F32(vec![0.0; len]),
-            DType::U32 => Store::U32(vec![0; len]),
-            DType::U8 => Store::U8(vec![0; len]),
+            DType::F32 => Store::F32(zeroed(len, label)?),
+            DType::U32 => Store::U32(zeroed(len, label)?),
+            DType::U8 => Store::U8(zeroed(len, label)?),
         });
         Ok(Buf {
             id,
             offset: 0,
-            len: u32::try_from(len)
-                .map_err(|_| Error::Shape(format!("allocation of {len} elements")))?,
+            len: len32,
             dtype,
         })
     }

@@ -41,6 +41,15 @@ impl Console {
     }
 }
 
+/// An epoch cut short by an error leaves no half-drawn bar above the error message.
+impl Drop for Console {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 impl Observer for Console {
     fn epoch_start(&mut self, epoch: usize, rows: usize) {
         if self.quiet || self.should_stop() {

@@ -44,20 +44,20 @@ pub struct TrainArgs {
     pub activation: Activation,
 
     /// Dropout probability after each hidden layer, in [0, 1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub dropout: f32,
 
     /// L1 penalty on weights.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub l1: f32,
     /// L2 penalty on weights.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub l2: f32,
     /// L1 penalty on biases.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub l1_bias: f32,
     /// L2 penalty on biases.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub l2_bias: f32,
 
     /// Loss [default: cross-entropy for class labels, mse for real-valued targets].
@@ -74,7 +74,7 @@ pub struct TrainArgs {
     pub lr: Option<f32>,
 
     /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
     pub momentum: f32,
 
     /// Use Nesterov momentum with SGD.
@@ -86,23 +86,23 @@ pub struct TrainArgs {
     pub decay: f32,
 
     /// AdamW's decoupled weight decay.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.01)]
     pub weight_decay: f32,
 
     /// Epochs [default: 10 for images, 200 for spiral and sine].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
 
     /// Rows per minibatch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 64)]
     pub batch_size: usize,
 
     /// Seed for initialisation, shuffling, dropout and synthetic data.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 42)]
     pub seed: u64,
 
     /// Hold out this fraction of the training set for validation (e.g. 0.1).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub val_split: Option<f64>,
 
     /// Pixel scaling.
@@ -120,7 +120,7 @@ pub struct TrainArgs {
     pub checkpoint: Option<PathBuf>,
 
     /// Write the checkpoint every N epochs.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub checkpoint_every: Option<usize>,
 
     /// Continue training from a checkpoint; --epochs is then the total to reach.
@@ -313,14 +313,14 @@ const DEFAULT_CHECKPOINT: &str = "checkpoint.safetensors";
 
 pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let resumed = match &args.resume {
-        Some(p) => Some(load_checkpoint(p)?),
+        Some(p) => Some(load_checkpoint(p).context("--resume")?),
         None => None,
     };
     let settings = match &resumed {
         Some(c) => {
             let saved: Settings = serde_json::from_value(c.meta.run.clone()).map_err(|e| {
                 anyhow::anyhow!(
-                    "{}: the checkpoint's run settings are unreadable ({e})",
+                    "{}: the checkpoint's run settings are unreadable ({e}); the file is damaged or from an incompatible version",
                     args.resume.as_deref().unwrap_or(Path::new("")).display()
                 )
             })?;
@@ -334,6 +334,16 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     }
     if args.checkpoint_every == Some(0) {
         bail!("--checkpoint-every must be at least 1");
+    }
+    for (flag, path) in [
+        ("--save", &args.save),
+        ("--checkpoint", &args.checkpoint),
+        ("--metrics", &args.metrics),
+        ("--plot", &args.plot),
+    ] {
+        if let Some(p) = path {
+            check_output_path(flag, p)?;
+        }
     }
     // A resumed run keeps writing to the checkpoint it came from unless told otherwise.
     let checkpoint_path = args
@@ -365,7 +375,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     };
     if resumed.is_some() && (train.dim != spec.inputs()) {
         bail!(
-            "the data has {} features per row but the checkpoint's model takes {}",
+            "the data has {} features per row but the checkpoint's model takes {}; resume with the data it was trained on",
             train.dim,
             spec.inputs()
         );
@@ -381,11 +391,18 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let adapter = backend.adapter();
     let parameters = spec.parameter_count();
     let task = spec.task;
+    // A batch larger than every split changes nothing but the memory it takes.
+    let largest = [Some(&train), val.as_ref(), test.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|d| d.rows)
+        .max()
+        .unwrap_or(1);
     let mut trainer = Trainer::with_params(
         backend,
         spec,
         resumed.as_ref().map(|c| c.model.params.as_slice()),
-        settings.batch_size,
+        settings.batch_size.min(largest),
         settings.optimizer_config(),
         settings.regularization(),
         settings.seed,
@@ -443,9 +460,10 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         let params = trainer.params()?;
         if let Some(i) = params.iter().position(|v| !v.is_finite()) {
             return Err(Error::Diverged {
-                epoch: trainer.progress.epoch + 1,
+                // The epoch in progress when interrupted part-way, else the one just completed.
+                epoch: trainer.progress.epoch + usize::from(trainer.progress.rows_done > 0),
                 step: trainer.progress.step as usize,
-                what: format!("parameter {i}"),
+                what: format!("a parameter (index {i})"),
             }
             .into());
         }
@@ -472,8 +490,26 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let mut console = Console::new(task, settings.epochs, args.quiet, &STOP);
     let started = Instant::now();
     let first_new = history.len();
+    // The newest checkpoint on disk and its epoch, named when training diverges.
+    let mut kept: Option<(PathBuf, usize)> = args
+        .resume
+        .clone()
+        .zip(resumed.as_ref().map(|c| c.meta.progress.epoch));
+    let diverged = |e: anyhow::Error, kept: &Option<(PathBuf, usize)>| {
+        if !matches!(e.downcast_ref::<Error>(), Some(Error::Diverged { .. })) {
+            return e;
+        }
+        match kept {
+            Some((p, epoch)) => anyhow::anyhow!(
+                "{e}; the checkpoint {} (epoch {epoch}) is unchanged",
+                p.display()
+            ),
+            None => e,
+        }
+    };
     while trainer.progress.epoch < settings.epochs {
-        let Some(report) = train_epoch(&mut trainer, data, &mut console)? else {
+        let epoch = train_epoch(&mut trainer, data, &mut console);
+        let Some(report) = epoch.map_err(|e| diverged(e.into(), &kept))? else {
             let path = checkpoint_path
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
@@ -494,15 +530,28 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         if let (Some(n), Some(p)) = (args.checkpoint_every, &checkpoint_path)
             && trainer.progress.epoch % n == 0
         {
-            write_checkpoint(&mut trainer, &history, p)?;
+            write_checkpoint(&mut trainer, &history, p).map_err(|e| diverged(e, &kept))?;
+            kept = Some((p.clone(), trainer.progress.epoch));
         }
     }
     let seconds = started.elapsed().as_secs_f64();
     if let Some(p) = &checkpoint_path {
-        write_checkpoint(&mut trainer, &history, p)?;
+        write_checkpoint(&mut trainer, &history, p).map_err(|e| diverged(e, &kept))?;
     }
     if let Some(p) = &args.save {
         let params = trainer.params()?;
+        // Never save a model that cannot predict; the previous file stays as it was.
+        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
+            return Err(diverged(
+                Error::Diverged {
+                    epoch: trainer.progress.epoch,
+                    step: trainer.progress.step as usize,
+                    what: format!("a parameter (index {i})"),
+                }
+                .into(),
+                &kept,
+            ));
+        }
         save_model(p, &trainer.net.spec, &params).context("saving the model")?;
         if !args.quiet {
             eprintln!("model saved to {}", p.display());
@@ -572,6 +621,26 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses, before any training, an output path that cannot be written: a missing folder or
+/// a folder in place of the file. (Finding out after hours of training loses the run.)
+fn check_output_path(flag: &str, path: &Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        bail!("{flag} {}: is a folder; give a file path", path.display());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "{flag} {}: the folder {} does not exist; create it or choose another path",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// The model the settings describe for this data.
 fn build_spec(
     s: &Settings,
@@ -583,12 +652,16 @@ fn build_spec(
         (None, Targets::Classes { .. }) => LossKind::SoftmaxCrossEntropy,
         (None, Targets::Values { .. }) => LossKind::Mse,
     };
+    // The flag's spelling (`mse`), not the variant's name.
+    let name = clap::ValueEnum::to_possible_value(&loss)
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default();
     match (loss.is_classification(), &train.targets) {
         (false, Targets::Classes { .. }) => bail!(
-            "--loss {loss:?} is a regression loss but the data has class labels; use cross-entropy or bce"
+            "--loss {name} is a regression loss but the data has class labels; use cross-entropy or bce"
         ),
         (true, Targets::Values { .. }) => bail!(
-            "--loss {loss:?} is a classification loss but the data has real-valued targets; use mse or mae"
+            "--loss {name} is a classification loss but the data has real-valued targets; use mse or mae"
         ),
         _ => {}
     }

@@ -41,7 +41,8 @@ pub fn read_split(dir: &Path, class_names: Option<&[String]>) -> Result<(Dataset
             return Err(Error::data(
                 class_dir,
                 format!(
-                    "class folder {name:?} is not one of the training split's classes ({})",
+                    "class folder {name:?} is not one of the training split's classes ({}); \
+                     give both splits the same class folders",
                     names.join(", ")
                 ),
             ));
@@ -57,7 +58,7 @@ pub fn read_split(dir: &Path, class_names: Option<&[String]>) -> Result<(Dataset
                         &file,
                         format!(
                             "image is {}x{} (height x width) but {} is {}x{}; all images must \
-                             have the same size",
+                             have the same size: resize them to one size",
                             size.0,
                             size.1,
                             first_path.display(),
@@ -140,13 +141,15 @@ fn image_files(class_dir: &Path) -> Result<Vec<PathBuf>> {
         if path.is_dir() {
             return Err(Error::data(
                 &path,
-                "unexpected folder inside a class folder (expected only .png, .jpg or .jpeg files)",
+                "unexpected folder inside a class folder (expected only .png, .jpg or .jpeg \
+                 files); move it out",
             ));
         }
         if !is_image {
             return Err(Error::data(
                 &path,
-                "not an image file (expected .png, .jpg or .jpeg in class folders)",
+                "not an image file (expected only .png, .jpg or .jpeg in class folders); move \
+                 it out",
             ));
         }
         files.push(path);
@@ -154,7 +157,7 @@ fn image_files(class_dir: &Path) -> Result<Vec<PathBuf>> {
     if files.is_empty() {
         return Err(Error::data(
             class_dir,
-            "empty class folder: no .png, .jpg or .jpeg files",
+            "empty class folder: no .png, .jpg or .jpeg files; add images or remove the folder",
         ));
     }
     files.sort();
@@ -176,16 +179,58 @@ fn visible_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
+/// No PNG or JPEG decodes to more than this many times its file size: deflate expands by at
+/// most ~1032:1, and a baseline or progressive JPEG needs at least one bit per 8x8 block of each
+/// component (~1200:1 for the widest chroma subsampling). Generous, since it only has to stop
+/// headers that lie by orders of magnitude.
+const MAX_IMAGE_EXPANSION: u64 = 4096;
+/// Allowance for tiny files, whose headers are most of their size.
+const IMAGE_ALLOC_SLACK: u64 = 1 << 20;
+
 /// Decodes one image file to 8-bit grayscale. The format is guessed from the content, not the
 /// extension, so a PNG saved as `.jpg` still reads.
+///
+/// Decoders allocate the whole image as soon as they have read its header, so a corrupt header
+/// could make a 100-byte file cost gigabytes; the allocation is therefore limited to what the
+/// file's size can honestly decode to, and a header that asks for more is refused first.
 fn decode_gray(path: &Path) -> Result<image::GrayImage> {
-    let reader = image::ImageReader::open(path)
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    let mut reader = image::ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
-    let img = reader
-        .decode()
-        .map_err(|e| Error::data(path, format!("cannot decode image: {e}")))?;
+    let honest = file_len
+        .saturating_mul(MAX_IMAGE_EXPANSION)
+        .saturating_add(IMAGE_ALLOC_SLACK);
+    let mut limits = image::Limits::default();
+    let default_max = limits.max_alloc.unwrap_or(u64::MAX);
+    limits.max_alloc = Some(honest.min(default_max));
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) if honest < default_max => Error::data(
+            path,
+            format!(
+                "the image header declares more pixels than a {file_len}-byte file can hold; \
+                 the file is corrupt: replace or remove it"
+            ),
+        ),
+        image::ImageError::Limits(_) => Error::data(
+            path,
+            format!(
+                "the image is too large to decode (over {} MiB of pixels); use smaller images",
+                default_max >> 20
+            ),
+        ),
+        e => Error::data(
+            path,
+            format!(
+                "cannot decode image: {e}; the file is corrupt or not a PNG or JPEG: replace \
+                 or remove it"
+            ),
+        ),
+    })?;
     Ok(img.to_luma8())
 }
 

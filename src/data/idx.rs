@@ -85,7 +85,9 @@ pub fn decode_maybe_gz<'a>(bytes: &'a [u8], path: &Path) -> Result<Cow<'a, [u8]>
     let gz_err = |e: std::io::Error| {
         Error::data(
             path,
-            format!("not a valid gzip stream (corrupt or truncated: {e})"),
+            format!(
+                "not a valid gzip stream (corrupt or truncated: {e}); replace it with a good copy"
+            ),
         )
     };
 
@@ -102,7 +104,7 @@ pub fn decode_maybe_gz<'a>(bytes: &'a [u8], path: &Path) -> Result<Cow<'a, [u8]>
             path,
             format!(
                 "not an IDX file: the decompressed data starts with magic number {} where {} \
-                 (images) or {} (labels) is expected",
+                 (images) or {} (labels) is expected; --data needs MNIST-format IDX files",
                 fmt_magic(magic),
                 fmt_magic(IMAGES_MAGIC),
                 fmt_magic(LABELS_MAGIC)
@@ -127,7 +129,7 @@ pub fn decode_maybe_gz<'a>(bytes: &'a [u8], path: &Path) -> Result<Cow<'a, [u8]>
                 path,
                 format!(
                     "the IDX header declares dimensions {} whose data would exceed the {} GiB \
-                     this reader accepts; the file is corrupt",
+                     this reader accepts; the file is corrupt: replace it with a good copy",
                     fmt_dims(&out[4..header_len]),
                     MAX_DECOMPRESSED_BYTES >> 30
                 ),
@@ -155,7 +157,8 @@ pub fn decode_maybe_gz<'a>(bytes: &'a [u8], path: &Path) -> Result<Cow<'a, [u8]>
             path,
             format!(
                 "the IDX header (dimensions {}) declares {declared} bytes, but the decompressed \
-                 data has {at_least}{found} bytes ({at_least}{} trailing bytes)",
+                 data has {at_least}{found} bytes ({at_least}{} trailing bytes); the file is \
+                 corrupt: replace it with a good copy",
                 fmt_dims(&out[4..header_len]),
                 found - declared as u64
             ),
@@ -174,7 +177,8 @@ pub fn parse_images(bytes: &[u8], path: &Path) -> Result<IdxImages> {
         return Err(Error::data(
             path,
             format!(
-                "the IDX header declares images of {height}x{width} pixels; both must be positive"
+                "the IDX header declares images of {height}x{width} pixels; both must be \
+                 positive: the file is corrupt, replace it with a good copy"
             ),
         ));
     }
@@ -230,7 +234,8 @@ fn check_magic(bytes: &[u8], expected: u32, path: &Path) -> Result<()> {
         return Err(Error::data(
             path,
             format!(
-                "too short for an IDX file: {} bytes, but the magic number alone is 4",
+                "too short for an IDX file: {} bytes, but the magic number alone is 4; \
+                 replace it with a complete copy",
                 bytes.len()
             ),
         ));
@@ -254,7 +259,8 @@ fn check_magic(bytes: &[u8], expected: u32, path: &Path) -> Result<()> {
     Err(Error::data(
         path,
         format!(
-            "wrong magic number {}{hint}, expected {} for IDX {what}",
+            "wrong magic number {}{hint}, expected {} for IDX {what}; use the {what} file of \
+             an MNIST-format data set here",
             fmt_magic(magic),
             fmt_magic(expected)
         ),
@@ -268,7 +274,8 @@ fn header_words(bytes: &[u8], n: usize, path: &Path) -> Result<Vec<usize>> {
         return Err(Error::data(
             path,
             format!(
-                "truncated IDX header: expected {header_len} bytes, found {}",
+                "truncated IDX header: expected {header_len} bytes, found {}; replace it with \
+                 a complete copy",
                 bytes.len()
             ),
         ));
@@ -284,9 +291,12 @@ fn check_length(found: usize, expected: Option<usize>, what: &str, path: &Path) 
         Some(expected) if expected == found => Ok(()),
         Some(expected) => {
             let why = if found < expected {
-                "truncated".to_string()
+                "truncated: replace it with a complete copy".to_string()
             } else {
-                format!("{} trailing bytes", found - expected)
+                format!(
+                    "{} trailing bytes: the header and the data disagree, replace it with a good copy",
+                    found - expected
+                )
             };
             Err(Error::data(
                 path,
@@ -300,7 +310,7 @@ fn check_length(found: usize, expected: Option<usize>, what: &str, path: &Path) 
             path,
             format!(
                 "the IDX header declares {what}, more bytes than can exist; {found} bytes were \
-                 found (the header is corrupt)"
+                 found (the header is corrupt: replace the file with a good copy)"
             ),
         )),
     }
@@ -383,13 +393,13 @@ mod tests {
         let raw = images_bytes(2, 2, 2);
         let e = err_text(parse_images(&raw[..raw.len() - 1], Path::new(P)));
         assert!(
-            e.contains("24 bytes are expected, but 23 bytes were found (truncated)"),
+            e.contains("24 bytes are expected, but 23 bytes were found (truncated:"),
             "{e}"
         );
         let mut long = raw.clone();
         long.extend_from_slice(&[1, 2]);
         let e = err_text(parse_images(&long, Path::new(P)));
-        assert!(e.contains("26 bytes were found (2 trailing bytes)"), "{e}");
+        assert!(e.contains("26 bytes were found (2 trailing bytes:"), "{e}");
         let e = err_text(decode_maybe_gz(&gzip(&long), Path::new(P)));
         assert!(
             e.contains("declares 24 bytes") && e.contains("has 26 bytes"),

@@ -221,7 +221,7 @@ fn load_path(path: &Path, name: String) -> Result<Splits> {
             return Err(Error::data(
                 path,
                 format!(
-                    "has some IDX files but not both {} and {} (optionally .gz)",
+                    "has some IDX files but not both {} and {} (optionally .gz); add the missing one",
                     IDX_NAMES[0], IDX_NAMES[1]
                 ),
             ));
@@ -297,7 +297,8 @@ fn read_optional_test(
         (Some(_), None) | (None, Some(_)) => Err(Error::data(
             dir,
             format!(
-                "has only one of {} and {} (optionally .gz); the test set needs both",
+                "has only one of {} and {} (optionally .gz); the test set needs both: add the \
+                 other, or remove this one to train without a test set",
                 IDX_NAMES[2], IDX_NAMES[3]
             ),
         )),
@@ -313,7 +314,8 @@ fn idx_dataset(
 ) -> Result<Dataset> {
     if images.count != labels.len() {
         return Err(Error::Dataset(format!(
-            "{} has {} images but {} has {} labels",
+            "{} has {} images but {} has {} labels; they must pair one to one: use the image \
+             and label files of one data set",
             images_path.display(),
             images.count,
             labels_path.display(),
@@ -342,7 +344,9 @@ fn finish(
     min_classes: usize,
 ) -> Result<Splits> {
     if train.rows == 0 {
-        return Err(Error::Dataset(format!("{name}: the training set is empty")));
+        return Err(Error::Dataset(format!(
+            "{name}: the training set is empty (0 images); point --data at a data set with images"
+        )));
     }
     if let Some(test) = &test {
         if test.rows == 0 {
@@ -352,7 +356,8 @@ fn finish(
         }
         if test.image_shape != train.image_shape {
             return Err(Error::Dataset(format!(
-                "{name}: training images are {}x{} but test images are {}x{}",
+                "{name}: training images are {}x{} but test images are {}x{}; both splits \
+                 need one image size: resize the test images or use matching files",
                 train.image_shape.0, train.image_shape.1, test.image_shape.0, test.image_shape.1
             )));
         }
@@ -394,12 +399,14 @@ pub fn split_validation(train: Dataset, fraction: f64, seed: u64) -> Result<(Dat
     let n_val = (exact - exact * 1e-12).ceil() as usize;
     if n_val >= rows {
         return Err(Error::Dataset(format!(
-            "--val-split {fraction} leaves no training data ({rows} rows, {n_val} for validation)"
+            "--val-split {fraction} leaves no training data ({rows} rows, {n_val} for \
+             validation); use a smaller --val-split or more data"
         )));
     }
     if n_val == 0 {
         return Err(Error::Dataset(format!(
-            "--val-split {fraction} leaves no validation data ({rows} rows)"
+            "--val-split {fraction} leaves no validation data ({rows} rows); use a larger \
+             --val-split or leave it out"
         )));
     }
     let mut order: Vec<usize> = (0..rows).collect();

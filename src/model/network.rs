@@ -106,6 +106,15 @@ impl Network {
                 layout.total
             )));
         }
+        // `max_batch` rows of `width` values, refused rather than overflowed when too many.
+        let batch_of = |width: usize| {
+            max_batch.checked_mul(width).ok_or_else(|| {
+                Error::Config(format!(
+                    "a batch of {max_batch} rows of {width} values is too large; use a smaller \
+                     --batch-size"
+                ))
+            })
+        };
         let total = layout.total;
         let p = b.alloc(DType::F32, total, "params")?;
         b.write_f32(p, params)?;
@@ -114,11 +123,11 @@ impl Network {
         let state2 = b.alloc(DType::F32, total, "optimizer state 2")?;
 
         let inputs = spec.inputs();
-        let input = b.alloc(DType::F32, max_batch * inputs, "input batch")?;
+        let input = b.alloc(DType::F32, batch_of(inputs)?, "input batch")?;
         let targets = if spec.loss.is_classification() {
             b.alloc(DType::U32, max_batch, "labels")?
         } else {
-            b.alloc(DType::F32, max_batch * spec.outputs(), "targets")?
+            b.alloc(DType::F32, batch_of(spec.outputs())?, "targets")?
         };
         let mut layers: Vec<LayerBufs> = Vec::new();
         let mut width = inputs;
@@ -128,7 +137,7 @@ impl Network {
                 Layer::Dense { outputs, .. } => {
                     width = outputs;
                     LayerBufs {
-                        out: b.alloc(DType::F32, max_batch * width, &format!("layer {i} out"))?,
+                        out: b.alloc(DType::F32, batch_of(width)?, &format!("layer {i} out"))?,
                         mask: None,
                     }
                 }
@@ -137,10 +146,10 @@ impl Network {
                     mask: None,
                 },
                 Layer::Dropout { .. } => LayerBufs {
-                    out: b.alloc(DType::F32, max_batch * width, &format!("layer {i} out"))?,
+                    out: b.alloc(DType::F32, batch_of(width)?, &format!("layer {i} out"))?,
                     mask: Some(b.alloc(
                         DType::F32,
-                        max_batch * width,
+                        batch_of(width)?,
                         &format!("layer {i} mask"),
                     )?),
                 },
@@ -148,9 +157,9 @@ impl Network {
             widest = widest.max(width);
             layers.push(bufs);
         }
-        let grad_a = b.alloc(DType::F32, max_batch * widest, "grad a")?;
-        let grad_b = b.alloc(DType::F32, max_batch * widest, "grad b")?;
-        let stats = b.alloc(DType::F32, max_batch * STATS_PER_ROW, "loss stats")?;
+        let grad_a = b.alloc(DType::F32, batch_of(widest)?, "grad a")?;
+        let grad_b = b.alloc(DType::F32, batch_of(widest)?, "grad b")?;
+        let stats = b.alloc(DType::F32, batch_of(STATS_PER_ROW)?, "loss stats")?;
         Ok(Network {
             spec,
             layout,

@@ -101,6 +101,10 @@ pub struct ModelSpec {
     pub data: Option<String>,
 }
 
+/// The most parameters a model may have: one buffer holds them all, addressed by 32-bit element
+/// counts, with room for each layer's alignment padding.
+pub const MAX_PARAMETERS: usize = u32::MAX as usize / 2;
+
 impl ModelSpec {
     /// The usual MLP: Dense + activation (+ dropout) per hidden size, then a Dense output layer
     /// whose activation is the loss's (fused into the loss op).
@@ -182,15 +186,18 @@ impl ModelSpec {
             .unwrap_or(0)
     }
 
-    /// Trainable parameters (weights and biases).
+    /// Trainable parameters (weights and biases); saturates at `usize::MAX` for sizes that
+    /// [`ModelSpec::validate`] refuses.
     pub fn parameter_count(&self) -> usize {
         self.layers
             .iter()
             .map(|l| match l {
-                Layer::Dense { inputs, outputs } => inputs * outputs + outputs,
+                Layer::Dense { inputs, outputs } => {
+                    inputs.saturating_mul(*outputs).saturating_add(*outputs)
+                }
                 _ => 0,
             })
-            .sum()
+            .fold(0, usize::saturating_add)
     }
 
     /// The activation that follows the Dense layer at `index`, used to pick its initialisation.
@@ -238,6 +245,24 @@ impl ModelSpec {
         if !matches!(self.layers.last(), Some(Layer::Dense { .. })) {
             return Err(Error::Shape("the last layer must be Dense".into()));
         }
-        Ok(())
+        // Backends address one buffer with 32-bit element counts; checked arithmetic, since
+        // sizes come from flags and model files and their products can overflow.
+        let count = self.layers.iter().try_fold(0usize, |acc, l| match *l {
+            Layer::Dense { inputs, outputs } => inputs
+                .checked_mul(outputs)
+                .and_then(|w| w.checked_add(outputs))
+                .and_then(|n| n.checked_add(acc)),
+            _ => Some(acc),
+        });
+        match count {
+            Some(n) if n <= MAX_PARAMETERS => Ok(()),
+            _ => Err(Error::Config(format!(
+                "the model has {}, more than the {MAX_PARAMETERS} one buffer can hold; use \
+                 smaller --hidden sizes",
+                count.map_or("too many parameters to count".into(), |n| format!(
+                    "{n} parameters"
+                ))
+            ))),
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! `--resume` continues exactly where it stopped.
 
 use super::model_file::{
-    base_metadata, model_err, named_tensors, read_bytes, read_flat, read_header, serialize,
+    DAMAGED, base_metadata, model_err, named_tensors, read_bytes, read_flat, read_header, serialize,
 };
 use super::{SavedModel, write_atomic};
 use crate::Result;
@@ -60,11 +60,12 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     let json = meta.get("checkpoint").ok_or_else(|| {
         model_err(
             path,
-            "a saved model, not a training checkpoint (it has no optimizer state to resume from)",
+            "a saved model, not a training checkpoint (it has no optimizer state to resume \
+             from); pass the file written by --checkpoint",
         )
     })?;
     let meta: CheckpointMeta = serde_json::from_str(json)
-        .map_err(|e| model_err(path, format!("bad checkpoint metadata: {e}")))?;
+        .map_err(|e| model_err(path, format!("bad checkpoint metadata ({e}); {DAMAGED}")))?;
     Ok(Checkpoint {
         model: SavedModel {
             params: read_flat(path, &st, &layout, "")?,

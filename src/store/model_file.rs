@@ -12,6 +12,9 @@ pub const FORMAT: &str = "wgtrain";
 /// Bumped whenever a change makes older readers misread new files.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// What to do about a file that reads but contradicts itself.
+pub(super) const DAMAGED: &str = "the file is damaged or was edited: use another copy or retrain";
+
 /// A model as stored: its spec and its flat parameters (laid out as `ParamLayout::new(&spec)`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SavedModel {
@@ -113,16 +116,24 @@ pub(super) fn read_header<'a>(
     let st = SafeTensors::deserialize(bytes).map_err(|e| {
         model_err(
             path,
-            format!("not a safetensors file, or a truncated one ({e})"),
+            format!(
+                "not a safetensors file, or one cut short ({e}); pass a model written by \
+                 `wgtrain train --save` or a checkpoint written by --checkpoint"
+            ),
         )
     })?;
-    let (_, header) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| model_err(path, format!("unreadable safetensors header ({e})")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
+        model_err(
+            path,
+            format!("unreadable safetensors header ({e}); {DAMAGED}"),
+        )
+    })?;
     let meta = header.metadata().clone().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(model_err(
             path,
-            "a safetensors file, but not one written by wgtrain (no \"format\": \"wgtrain\" in its metadata)",
+            "a safetensors file, but not one written by wgtrain (no \"format\": \"wgtrain\" in \
+             its metadata); pass a model written by `wgtrain train --save`",
         ));
     }
     let version = meta.get("format_version").map(String::as_str).unwrap_or("");
@@ -130,18 +141,21 @@ pub(super) fn read_header<'a>(
         return Err(model_err(
             path,
             format!(
-                "written by an incompatible version of wgtrain (file format {version:?}, this build reads {FORMAT_VERSION})"
+                "written by an incompatible version of wgtrain (file format {version:?}, this \
+                 build reads {FORMAT_VERSION}); retrain with this version, or use the wgtrain \
+                 that wrote it"
             ),
         ));
     }
     let spec: ModelSpec = meta
         .get("spec")
-        .ok_or_else(|| model_err(path, "the metadata has no model spec"))
+        .ok_or_else(|| model_err(path, format!("the metadata has no model spec; {DAMAGED}")))
         .and_then(|s| {
-            serde_json::from_str(s).map_err(|e| model_err(path, format!("bad model spec: {e}")))
+            serde_json::from_str(s)
+                .map_err(|e| model_err(path, format!("bad model spec ({e}); {DAMAGED}")))
         })?;
     spec.validate()
-        .map_err(|e| model_err(path, format!("the model spec is invalid: {e}")))?;
+        .map_err(|e| model_err(path, format!("the model spec is invalid ({e}); {DAMAGED}")))?;
     Ok((st, meta, spec))
 }
 
@@ -153,7 +167,10 @@ pub(super) fn read_flat(
     layout: &ParamLayout,
     prefix: &str,
 ) -> Result<Vec<f32>> {
-    let mut flat = vec![0.0f32; layout.total];
+    // Every tensor is checked against the spec before the vector is allocated, so a spec that
+    // declares huge layers over small tensors costs nothing: the tensors' data, which the file
+    // really holds, is then what justifies the allocation.
+    let mut found = Vec::new();
     for s in &layout.slots {
         for (suffix, shape, offset) in [
             ("weight", vec![s.outputs, s.inputs], s.weight_offset),
@@ -162,30 +179,34 @@ pub(super) fn read_flat(
             let name = format!("{prefix}layers.{}.{suffix}", s.layer);
             let t = st
                 .tensor(&name)
-                .map_err(|_| model_err(path, format!("tensor {name} is missing")))?;
+                .map_err(|_| model_err(path, format!("tensor {name} is missing; {DAMAGED}")))?;
             if t.dtype() != Dtype::F32 {
                 return Err(model_err(
                     path,
-                    format!("tensor {name} is {:?}, expected F32", t.dtype()),
+                    format!("tensor {name} is {:?}, expected F32; {DAMAGED}", t.dtype()),
                 ));
             }
             if t.shape() != shape.as_slice() {
                 return Err(model_err(
                     path,
                     format!(
-                        "tensor {name} has shape {:?} but the model spec says {:?}",
+                        "tensor {name} has shape {:?} but the model spec says {:?}; {DAMAGED}",
                         t.shape(),
                         shape
                     ),
                 ));
             }
-            let n: usize = shape.iter().product();
-            for (dst, c) in flat[offset..offset + n]
-                .iter_mut()
-                .zip(t.data().chunks_exact(4))
-            {
-                *dst = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            }
+            found.push((t, offset));
+        }
+    }
+    let mut flat = vec![0.0f32; layout.total];
+    for (t, offset) in found {
+        let data = t.data();
+        for (dst, c) in flat[offset..offset + data.len() / 4]
+            .iter_mut()
+            .zip(data.chunks_exact(4))
+        {
+            *dst = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
         }
     }
     Ok(flat)

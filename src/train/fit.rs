@@ -96,6 +96,13 @@ pub fn train_epoch(
     let lr = t.optimizer.lr_at(t.progress.step);
     let next_rng = t.shuffle(train)?;
     let resume_at = t.progress.rows_done;
+    if resume_at > train.rows {
+        return Err(Error::Dataset(format!(
+            "the checkpoint stopped {resume_at} rows into an epoch, but the training set has only \
+             {} rows; resume with the data it was trained on",
+            train.rows
+        )));
+    }
     t.write_acc(t.progress.partial)?;
     obs.epoch_start(epoch, train.rows);
     let mut last_read = Instant::now();
@@ -123,7 +130,17 @@ pub fn train_epoch(
     let acc = t.read_acc()?;
     let m = Metrics::from_acc(&acc);
     check_finite(m.loss, epoch, t.progress.step)?;
-    let reg_loss = t.penalty()?;
+    // Parameters can overflow while the mean loss still looks finite; one read per epoch
+    // stops them before they reach a checkpoint or a saved model.
+    let params = t.params()?;
+    if let Some(i) = params.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Diverged {
+            epoch,
+            step: t.progress.step as usize,
+            what: format!("a parameter (index {i})"),
+        });
+    }
+    let reg_loss = t.regularization.penalty(&t.net.layout, &params);
     check_finite(reg_loss, epoch, t.progress.step)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let val = data.val.map(|d| t.evaluate(d)).transpose()?;

@@ -149,6 +149,8 @@ impl Trainer {
         regularization: Regularization,
         seed: u64,
     ) -> Result<Trainer> {
+        // Before the layout and initialisation, whose sizes it bounds.
+        spec.validate()?;
         optimizer.validate()?;
         regularization.validate()?;
         let mut rng = Rng::new(seed);

@@ -25,7 +25,8 @@ impl ResidentData {
         }
         if data.dim != spec.inputs() {
             return Err(Error::Dataset(format!(
-                "the data has {} features per row but the model takes {}",
+                "the data has {} features per row but the model takes {}; use data of the \
+                 size the model was built for",
                 data.dim,
                 spec.inputs()
             )));
@@ -47,8 +48,9 @@ impl ResidentData {
                 let classes = spec.outputs().max(2);
                 if let Some(&bad) = labels.iter().find(|&&l| l as usize >= classes) {
                     return Err(Error::Dataset(format!(
-                        "label {bad} is out of range for a model with {} classes",
-                        classes
+                        "the data has label {bad}, out of range for a model with {classes} classes \
+                         (labels 0 to {}); use data with the classes the model was trained on",
+                        classes - 1
                     )));
                 }
                 let buf = b.alloc(DType::U32, labels.len(), "data set labels")?;
@@ -68,8 +70,10 @@ impl ResidentData {
             }
             (Targets::Classes { .. }, Task::Regression) => {
                 return Err(Error::Config(format!(
-                    "the data has class labels; use a class loss (cross-entropy or bce), not {:?}",
-                    spec.loss
+                    "the data has class labels; use a class loss (cross-entropy or bce), not {}",
+                    clap::ValueEnum::to_possible_value(&spec.loss)
+                        .map(|v| v.get_name().to_string())
+                        .unwrap_or_default()
                 )));
             }
             (Targets::Values { .. }, Task::Classification) => {
