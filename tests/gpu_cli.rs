@@ -107,3 +107,101 @@ fn gpu_resume_matches_uninterrupted() {
         "weights differ beyond 1e-5 + 1e-4·|w| (ratio {worst})"
     );
 }
+
+/// A model whose buffer exceeds the adapter's binding limit fails with one line naming the limit
+/// and what to do, and leaves an existing output file alone.
+#[test]
+fn gpu_buffer_over_the_limit_is_a_clear_error() {
+    let Some(a) = list_adapters().into_iter().next().or_else(|| {
+        have_gpu();
+        None
+    }) else {
+        return;
+    };
+    // One weight matrix of 784 x hidden floats just over the binding limit.
+    let hidden = (a.max_storage_buffer_binding_size / 4 / 784 + 1).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("model.safetensors");
+    std::fs::write(&save, b"previous model").unwrap();
+    let out = wgtrain(
+        &[
+            "train",
+            "--backend",
+            "gpu",
+            "--hidden",
+            &hidden,
+            "--epochs",
+            "1",
+            "--save",
+            save.to_str().unwrap(),
+        ],
+        None,
+    );
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains("max_storage_buffer_binding_size"), "{e}");
+    assert!(e.contains("--backend cpu"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(e.trim().lines().count() <= 2, "{e}");
+    assert_eq!(std::fs::read(&save).unwrap(), b"previous model");
+}
+
+/// Losing the device mid-training surfaces as an error from the next step or read (never a
+/// panic), so the training loop stops before writing anything after it.
+#[test]
+fn gpu_device_lost_is_reported() {
+    use wgtrain::backend::gpu::GpuBackend;
+    use wgtrain::data::{Dataset, Features, Targets};
+    use wgtrain::model::{Activation, LossKind, ModelSpec};
+    use wgtrain::optim::{OptimizerConfig, OptimizerKind};
+    use wgtrain::train::{Regularization, Trainer};
+    if !have_gpu() {
+        return;
+    }
+    // Its own device, so destroying it disturbs no other test; the sibling backend on the same
+    // device is the handle that destroys it while the trainer owns the first.
+    let gpu = GpuBackend::new(None).unwrap();
+    let mut sibling = gpu.share_device();
+    let rows = 64;
+    let data = Dataset {
+        rows,
+        dim: 4,
+        image_shape: (1, 4),
+        features: Features::F32((0..rows * 4).map(|i| (i % 7) as f32 / 7.0).collect()),
+        targets: Targets::Classes {
+            labels: (0..rows as u32).map(|i| i % 3).collect(),
+            num_classes: 3,
+        },
+    };
+    let spec = ModelSpec::mlp(
+        4,
+        &[8],
+        3,
+        Activation::Relu,
+        0.0,
+        LossKind::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let mut t = Trainer::new(
+        Box::new(gpu),
+        spec,
+        16,
+        OptimizerConfig::new(OptimizerKind::Adam),
+        Regularization::default(),
+        1,
+    )
+    .unwrap();
+    let d = t.upload(&data).unwrap();
+    t.shuffle(&d).unwrap();
+    t.step(&d, 0, 16).unwrap();
+    t.read_metrics().unwrap();
+    sibling.lose_device();
+    let step = t.step(&d, 16, 16);
+    let read = t.read_metrics();
+    let e = step
+        .err()
+        .or(read.err())
+        .expect("a lost device must be reported")
+        .to_string();
+    assert!(e.starts_with("GPU error"), "{e}");
+}

@@ -60,6 +60,13 @@ impl GpuBackend {
         assert!(n > 0);
         self.rec.max_groups = n.min(self.ctx.limits.max_compute_workgroups_per_dimension);
     }
+
+    /// Test hook: destroys the device, as a driver reset or a removed GPU would, so tests can
+    /// check that the loss is reported as an error and nothing is written after it.
+    #[doc(hidden)]
+    pub fn lose_device(&mut self) {
+        self.ctx.device.destroy();
+    }
 }
 
 /// Shape check shared by the launchers: a view too short for its op is the caller's error.
