@@ -719,7 +719,20 @@ fn backend_choice_opens_the_gpu_or_falls_back() {
         }
         return;
     }
-    assert_eq!((b.name(), notice), ("gpu", None));
+    // Auto takes a hardware GPU; with only a software rasteriser (lavapipe) it keeps to the
+    // faster CPU backend and says so; naming the adapter opens it either way.
+    let software = wgtrain::backend::gpu::list_adapters()
+        .iter()
+        .all(|a| a.device_type == "Cpu");
+    if software {
+        assert_eq!(b.name(), "cpu");
+        let n = notice.expect("a notice explains the choice");
+        assert!(n.contains("software") && n.contains("--backend gpu"), "{n}");
+        let (b, _) = create(BackendChoice::Auto, Some(0)).unwrap();
+        assert_eq!(b.name(), "gpu");
+    } else {
+        assert_eq!((b.name(), notice), ("gpu", None));
+    }
     let (b, notice) = create(BackendChoice::Gpu, None).unwrap();
     assert_eq!((b.name(), notice), ("gpu", None));
     match create(BackendChoice::Gpu, Some(999)) {

@@ -235,6 +235,25 @@ pub fn create(
     match choice {
         BackendChoice::Cpu => Ok((Box::new(cpu::CpuBackend::new()), None)),
         BackendChoice::Gpu => Ok((Box::new(gpu::GpuBackend::new(adapter)?), None)),
+        // A software rasteriser (lavapipe, WARP, SwiftShader) runs our kernels far slower than
+        // the CPU backend runs the same model, so `auto` takes a GPU only when a hardware
+        // adapter exists (or one was named).
+        BackendChoice::Auto
+            if adapter.is_none()
+                && gpu::list_adapters()
+                    .iter()
+                    .all(|a| a.device_type == "Cpu") =>
+        {
+            let notice = match gpu::list_adapters().first() {
+                Some(a) => format!(
+                    "note: the only GPU adapter is a software one ({}); training on the CPU backend, which is faster (--backend gpu to use it anyway)",
+                    a.name
+                ),
+                None => "note: no GPU adapter found; training on the CPU (--backend cpu to silence this)"
+                    .into(),
+            };
+            Ok((Box::new(cpu::CpuBackend::new()), Some(notice)))
+        }
         BackendChoice::Auto => match gpu::GpuBackend::new(adapter) {
             Ok(g) => Ok((Box::new(g), None)),
             Err(crate::Error::NoAdapter(_)) => Ok((

@@ -51,7 +51,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 
-    /// No tables, only the summary line (and the JSON line with --json).
+    /// No tables, only the summary line (with --json, only the JSON line).
     #[arg(long, short)]
     pub quiet: bool,
 
@@ -106,14 +106,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 .unwrap_or_default()
         );
     }
+    // With --quiet the headline stays (it is the result), unless JSON carries it instead.
+    let headline = !(args.quiet && args.json);
     match &result {
         Evaluation::Classification(e) => {
             let correct = (e.accuracy * rows as f64).round() as u64;
-            println!(
-                "loss {:.4}  accuracy {:.2}% ({correct}/{rows})",
-                e.loss,
-                100.0 * e.accuracy
-            );
+            if headline {
+                println!(
+                    "loss {:.4}  accuracy {:.2}% ({correct}/{rows})",
+                    e.loss,
+                    100.0 * e.accuracy
+                );
+            }
             if !args.quiet {
                 println!(
                     "\nconfusion matrix (rows: true class, columns: predicted class)\n{}",
@@ -130,7 +134,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             }
         }
         Evaluation::Regression(e) => {
-            println!("loss {:.6}  MSE {:.6}  MAE {:.6}", e.loss, e.mse, e.mae);
+            if headline {
+                println!("loss {:.6}  MSE {:.6}  MAE {:.6}", e.loss, e.mse, e.mae);
+            }
         }
     }
     if args.json {

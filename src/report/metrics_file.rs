@@ -64,7 +64,8 @@ pub fn rows_from_history(history: &[EpochReport], task: Task) -> Vec<MetricsRow>
                 test_loss: r.test.map(|m| m.loss),
                 test_accuracy,
                 test_mae,
-                lr: r.lr as f64,
+                // Through the shortest decimal form, so 1e-3 is 0.001, not 0.0010000000474.
+                lr: r.lr.to_string().parse().unwrap_or(r.lr as f64),
                 seconds: r.seconds,
             }
         })
