@@ -183,6 +183,20 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// `v = f(v)` in place for rows of `cols` values (softmax is row-wise). v: (rows, cols)
+pub(crate) fn activate(act: Activation, v: &mut [f32], cols: usize) {
+    match act {
+        Activation::Relu => v.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::LeakyRelu => v
+            .iter_mut()
+            .for_each(|v| *v = if *v > 0.0 { *v } else { LEAKY_SLOPE * *v }),
+        Activation::Sigmoid => v.iter_mut().for_each(|v| *v = sigmoid(*v)),
+        Activation::Tanh => v.iter_mut().for_each(|v| *v = v.tanh()),
+        Activation::Softmax => v.chunks_exact_mut(cols).for_each(softmax_row),
+        Activation::Linear => {}
+    }
+}
+
 /// Row-wise softmax in place, stable (subtracts the row max).
 pub(crate) fn softmax_row(row: &mut [f32]) {
     let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -397,16 +411,7 @@ impl Backend for CpuBackend {
         if x != y {
             out.copy_from_slice(&src);
         }
-        match act {
-            Activation::Relu => out.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Activation::LeakyRelu => out
-                .iter_mut()
-                .for_each(|v| *v = if *v > 0.0 { *v } else { LEAKY_SLOPE * *v }),
-            Activation::Sigmoid => out.iter_mut().for_each(|v| *v = sigmoid(*v)),
-            Activation::Tanh => out.iter_mut().for_each(|v| *v = v.tanh()),
-            Activation::Softmax => out.chunks_exact_mut(cols).for_each(softmax_row),
-            Activation::Linear => {}
-        }
+        activate(act, out, cols);
         Ok(())
     }
 
