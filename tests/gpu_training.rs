@@ -503,6 +503,8 @@ fn a_training_step_creates_nothing_and_moves_only_uniform_blocks() {
     assert_eq!(after.bytes_written, before.bytes_written);
     assert_eq!(after.bytes_read, before.bytes_read);
     assert_eq!(after.submissions, before.submissions + 3);
+    // One compute pass per submission: kernel timing is off.
+    assert_eq!(after.compute_passes, before.compute_passes + 3);
     // New per step (128 bytes each): the two gathers' index offsets, the two dropout layers'
     // streams, and the update's bias corrections. Every other op repeats its shapes.
     let blocks = after.uniform_blocks_written - before.uniform_blocks_written;

@@ -8,6 +8,7 @@
 
 pub mod cpu;
 pub mod gpu;
+pub(crate) mod op_name;
 
 use crate::Result;
 use crate::model::{Activation, LossKind};
@@ -93,6 +94,15 @@ pub struct UpdateParams {
     /// `1 - beta1^t` and `1 - beta2^t` for Adam/AdamW at this step `t`.
     pub bias_correction1: f32,
     pub bias_correction2: f32,
+}
+
+/// The device time of one kernel over a timed run: `calls` dispatches named `name` (the op and
+/// its shape, as [`Backend::take_kernel_times`] documents) took `seconds` in all.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    pub name: String,
+    pub calls: usize,
+    pub seconds: f64,
 }
 
 /// A compute backend. Implementations: [`cpu::CpuBackend`] (the reference) and the GPU backend.
@@ -214,6 +224,20 @@ pub trait Backend {
         state2: Buf,
         p: &UpdateParams,
     ) -> Result<()>;
+
+    /// Starts timing each kernel on the device (GPU timestamp queries) from the next op on.
+    /// Returns false, and changes nothing, where the backend or adapter cannot.
+    fn start_kernel_timing(&mut self) -> bool {
+        false
+    }
+
+    /// Runs everything recorded, stops kernel timing and returns the time of each kernel since
+    /// [`Backend::start_kernel_timing`], in the order each name first ran. Names are the op and
+    /// its shape as `bench::timed` names the ops it times (e.g. "matmul A·Bᵀ 128x784x256
+    /// +bias"), so one name may gather several calls. Empty where timing was never started.
+    fn take_kernel_times(&mut self) -> Result<Vec<KernelTime>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Which backend to use, as chosen on the command line.

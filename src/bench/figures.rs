@@ -2,14 +2,14 @@
 //! step's kernels, training and inference throughput.
 
 use super::stats::{Repeats, Spread, repeat};
-use super::timed::Timed;
-use crate::Result;
+use super::timed::{OpTimes, Timed};
 use crate::backend::{Backend, Buf, DType, MatmulDims};
 use crate::data::Dataset;
 use crate::model::{Activation, LossKind, ModelSpec};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::rng::Rng;
 use crate::train::{Regularization, Trainer};
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -33,6 +33,10 @@ pub struct Column {
     #[serde(default)]
     pub device: Option<String>,
     pub figures: Vec<Figure>,
+    /// How the column's "step b128:" figures were timed (a [`BreakdownSource`] described),
+    /// where it has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<String>,
 }
 
 /// What to measure.
@@ -175,29 +179,81 @@ pub fn infer_throughput(backend: Box<dyn Backend>, data: &Dataset, r: Repeats) -
     Ok(Spread::rate(secs, data.rows as f64))
 }
 
-/// Mean time per op kind over `steps` training steps at `batch`, each op timed alone.
+/// How [`step_breakdown`] timed the ops of a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakdownSource {
+    /// Device timestamps around each kernel, the steps recorded and submitted as in training.
+    Timestamps,
+    /// Each op alone between two syncs (on a GPU this includes a submission and a wait).
+    SyncedOps,
+}
+
+impl BreakdownSource {
+    /// How the table's note describes it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            BreakdownSource::Timestamps => "kernel times from GPU timestamp queries",
+            BreakdownSource::SyncedOps => "each op timed alone between syncs",
+        }
+    }
+}
+
+/// Mean time per call of each op kind over `steps` training steps at `batch`, slowest first:
+/// from the device's timestamp queries where the backend has them, else with each op timed
+/// alone.
 pub fn step_breakdown(
-    backend: Box<dyn Backend>,
+    mut backend: Box<dyn Backend>,
     data: &Dataset,
     batch: usize,
     steps: usize,
-) -> Result<Vec<(String, f64)>> {
-    let (timed, times) = Timed::new(backend);
-    let mut t = standard_trainer(Box::new(timed), batch)?;
+) -> Result<(BreakdownSource, Vec<(String, f64)>)> {
+    // Starting the timing is how to ask whether the backend has it: one that does runs the
+    // steps as in training (stopped here, it restarts after the warm-up step); any other is
+    // wrapped in `Timed`.
+    let source = if backend.start_kernel_timing() {
+        backend.take_kernel_times()?;
+        BreakdownSource::Timestamps
+    } else {
+        BreakdownSource::SyncedOps
+    };
+    let mut times: Option<OpTimes> = None;
+    if source == BreakdownSource::SyncedOps {
+        let (timed, t) = Timed::new(backend);
+        backend = Box::new(timed);
+        times = Some(t);
+    }
+    let mut t = standard_trainer(backend, batch)?;
     let d = t.upload(data)?;
     t.shuffle(&d)?;
     let steps = steps.min(d.rows / batch).max(1);
     // One untimed warm-up step (first dispatches compile shaders on some drivers).
     t.step(&d, 0, batch)?;
-    times.borrow_mut().clear();
+    t.backend.sync()?;
+    match &times {
+        Some(times) => times.borrow_mut().clear(),
+        None if !t.backend.start_kernel_timing() => {
+            return Err(Error::Device(
+                "kernel timing could not be restarted after the warm-up step".into(),
+            ));
+        }
+        None => {}
+    }
     for s in 0..steps {
         t.step(&d, (s * batch) % (d.rows - batch + 1), batch)?;
     }
-    let mut v: Vec<(String, f64)> = times
-        .borrow()
-        .iter()
-        .map(|(k, &(n, s))| (k.clone(), s / n as f64))
-        .collect();
+    let mut v: Vec<(String, f64)> = match times {
+        None => t
+            .backend
+            .take_kernel_times()?
+            .into_iter()
+            .map(|k| (k.name, k.seconds / k.calls as f64))
+            .collect(),
+        Some(times) => times
+            .borrow()
+            .iter()
+            .map(|(k, &(n, s))| (k.clone(), s / n as f64))
+            .collect(),
+    };
     v.sort_by(|a, b| b.1.total_cmp(&a.1));
-    Ok(v)
+    Ok((source, v))
 }

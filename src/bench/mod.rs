@@ -9,7 +9,8 @@ mod table;
 pub mod timed;
 
 pub use figures::{
-    Column, Figure, Plan, STANDARD, infer_flops_per_row, matmul_gflops, train_flops_per_row,
+    BreakdownSource, Column, Figure, Plan, STANDARD, infer_flops_per_row, matmul_gflops,
+    step_breakdown, train_flops_per_row,
 };
 pub use stats::{Repeats, Spread, repeat};
 pub use table::render;
@@ -111,7 +112,8 @@ pub fn measure_backend(
         ..fig("inference b1024".into(), "samples/s", inf)
     });
     log(&format!("{name}: step breakdown"));
-    for (op, secs) in figures::step_breakdown(make()?, data, 128, 50)? {
+    let (source, ops) = step_breakdown(make()?, data, 128, 50)?;
+    for (op, secs) in ops {
         let us = secs * 1e6;
         figs.push(fig(
             format!("step b128: {op}"),
@@ -127,6 +129,7 @@ pub fn measure_backend(
         name,
         device,
         figures: figs,
+        breakdown: Some(source.describe().into()),
     })
 }
 

@@ -103,5 +103,11 @@ pub fn render(cols: &[Column], ratio: Option<(usize, usize)>) -> String {
             out.push('\n');
         }
     }
+    // Rows of one name line up across columns, but how they were timed may differ.
+    for c in cols {
+        if let Some(how) = &c.breakdown {
+            out += &format!("step breakdown ({}): {how}\n", c.name);
+        }
+    }
     out
 }

@@ -5,7 +5,7 @@
 //! the kernel times without that overhead).
 
 use crate::Result;
-use crate::backend::{Backend, Buf, DType, MatmulDims, UpdateParams};
+use crate::backend::{Backend, Buf, DType, MatmulDims, UpdateParams, op_name};
 use crate::model::{Activation, LossKind};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -50,16 +50,6 @@ impl Timed {
     }
 }
 
-fn mm_name(d: &MatmulDims) -> String {
-    let form = match (d.trans_a, d.trans_b) {
-        (false, false) => "A·B",
-        (true, false) => "Aᵀ·B",
-        (false, true) => "A·Bᵀ",
-        (true, true) => "Aᵀ·Bᵀ",
-    };
-    format!("matmul {form} {}x{}x{}", d.m, d.k, d.n)
-}
-
 impl Backend for Timed {
     fn name(&self) -> &'static str {
         self.inner.name()
@@ -92,7 +82,7 @@ impl Backend for Timed {
         self.inner.sync()
     }
     fn fill(&mut self, dst: Buf, value: f32) -> Result<()> {
-        self.time("fill".into(), |b| b.fill(dst, value))
+        self.time(op_name::FILL.into(), |b| b.fill(dst, value))
     }
     fn gather_rows(
         &mut self,
@@ -103,11 +93,11 @@ impl Backend for Timed {
         affine: (f32, f32),
         dst: Buf,
     ) -> Result<()> {
-        let name = format!("gather rows {rows}x{cols}");
+        let name = op_name::gather_rows(rows, cols);
         self.time(name, |b| b.gather_rows(src, idx, rows, cols, affine, dst))
     }
     fn gather_labels(&mut self, src: Buf, idx: Buf, rows: usize, dst: Buf) -> Result<()> {
-        self.time("gather labels".into(), |b| {
+        self.time(op_name::GATHER_LABELS.into(), |b| {
             b.gather_labels(src, idx, rows, dst)
         })
     }
@@ -119,11 +109,11 @@ impl Backend for Timed {
         c: Buf,
         dims: MatmulDims,
     ) -> Result<()> {
-        let name = mm_name(&dims) + if bias.is_some() { " +bias" } else { "" };
+        let name = op_name::matmul(&dims, bias.is_some());
         self.time(name, |be| be.matmul(a, b, bias, c, dims))
     }
     fn col_sum(&mut self, a: Buf, rows: usize, cols: usize, out: Buf) -> Result<()> {
-        self.time(format!("col_sum {rows}x{cols}"), |b| {
+        self.time(op_name::col_sum(rows, cols), |b| {
             b.col_sum(a, rows, cols, out)
         })
     }
@@ -135,7 +125,7 @@ impl Backend for Timed {
         rows: usize,
         cols: usize,
     ) -> Result<()> {
-        let name = format!("{act:?} forward {rows}x{cols}").to_lowercase();
+        let name = op_name::act_forward(act, rows, cols);
         self.time(name, |b| b.act_forward(act, x, y, rows, cols))
     }
     fn act_backward(
@@ -147,7 +137,7 @@ impl Backend for Timed {
         rows: usize,
         cols: usize,
     ) -> Result<()> {
-        let name = format!("{act:?} backward {rows}x{cols}").to_lowercase();
+        let name = op_name::act_backward(act, rows, cols);
         self.time(name, |b| b.act_backward(act, y, dy, dx, rows, cols))
     }
     fn dropout_forward(
@@ -160,14 +150,12 @@ impl Backend for Timed {
         seed: u32,
         stream: u32,
     ) -> Result<()> {
-        self.time(format!("dropout forward {n}"), |b| {
+        self.time(op_name::dropout_forward(n), |b| {
             b.dropout_forward(x, y, mask, n, p, seed, stream)
         })
     }
     fn mul_inplace(&mut self, x: Buf, mask: Buf, n: usize) -> Result<()> {
-        self.time(format!("dropout backward {n}"), |b| {
-            b.mul_inplace(x, mask, n)
-        })
+        self.time(op_name::dropout_backward(n), |b| b.mul_inplace(x, mask, n))
     }
     fn loss(
         &mut self,
@@ -179,18 +167,18 @@ impl Backend for Timed {
         grad: Option<Buf>,
         stats: Buf,
     ) -> Result<()> {
-        let name = format!("loss {kind:?} {rows}x{cols}").to_lowercase();
+        let name = op_name::loss(kind, rows, cols);
         self.time(name, |b| {
             b.loss(kind, out, targets, rows, cols, grad, stats)
         })
     }
     fn accumulate_stats(&mut self, stats: Buf, rows: usize, acc: Buf) -> Result<()> {
-        self.time("accumulate stats".into(), |b| {
+        self.time(op_name::ACCUMULATE_STATS.into(), |b| {
             b.accumulate_stats(stats, rows, acc)
         })
     }
     fn regularize(&mut self, param: Buf, grad: Buf, l1: f32, l2: f32) -> Result<()> {
-        self.time(format!("regularize {}", param.len), |b| {
+        self.time(op_name::regularize(param.len()), |b| {
             b.regularize(param, grad, l1, l2)
         })
     }
@@ -202,7 +190,7 @@ impl Backend for Timed {
         state2: Buf,
         p: &UpdateParams,
     ) -> Result<()> {
-        let name = format!("{:?} update {}", p.kind, params.len).to_lowercase();
+        let name = op_name::update(p.kind, params.len());
         self.time(name, |b| b.update(params, grads, state1, state2, p))
     }
 }

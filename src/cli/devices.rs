@@ -43,6 +43,14 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
             a.max_compute_invocations_per_workgroup,
             a.min_storage_buffer_offset_alignment
         );
+        println!(
+            "    timestamp queries: {}",
+            if a.timestamp_query {
+                "yes (`wgtrain bench` times each kernel)"
+            } else {
+                "no"
+            }
+        );
     }
     println!("pick one with --adapter N or WGTRAIN_ADAPTER=N");
     Ok(())

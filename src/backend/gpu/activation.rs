@@ -4,7 +4,7 @@
 use super::context::{KernelSpec, Shader};
 use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
-use crate::backend::{Buf, DType};
+use crate::backend::{Buf, DType, op_name};
 use crate::model::Activation;
 
 static SHADER: Shader = Shader {
@@ -107,7 +107,8 @@ pub(super) fn forward(
         dims.act = code(act);
         (&FORWARD, g.grid(n, WG)?)
     };
-    g.record(spec, &[Some(x), Some(y)], &dims, groups)
+    let name = || op_name::act_forward(act, rows, cols);
+    g.record(spec, &[Some(x), Some(y)], &dims, groups, name)
 }
 
 // y, dy: (rows, cols) -> dx: (rows, cols); dx may alias dy
@@ -150,5 +151,6 @@ pub(super) fn backward(
         dims.act = code(act);
         (&BACKWARD, g.grid(n, WG)?)
     };
-    g.record(spec, &[Some(dy), Some(dx), Some(y)], &dims, groups)
+    let name = || op_name::act_backward(act, rows, cols);
+    g.record(spec, &[Some(dy), Some(dx), Some(y)], &dims, groups, name)
 }

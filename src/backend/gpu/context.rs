@@ -52,6 +52,8 @@ pub struct AdapterSummary {
     pub max_compute_workgroups_per_dimension: u32,
     pub max_compute_invocations_per_workgroup: u32,
     pub min_storage_buffer_offset_alignment: u32,
+    /// Timestamp queries around compute passes: per-kernel times in `wgtrain bench`.
+    pub timestamp_query: bool,
 }
 
 pub(crate) struct Context {
@@ -60,12 +62,15 @@ pub(crate) struct Context {
     pub info: wgpu::AdapterInfo,
     /// The adapter's own limits, which the device was opened with.
     pub limits: wgpu::Limits,
+    /// The optional features the device was opened with: those of [`OPTIONAL_FEATURES`] the
+    /// adapter has.
+    pub features: wgpu::Features,
     /// The first error wgpu reported outside an error scope (validation, out of memory, device
     /// lost), until a call returns it.
     errors: Arc<Mutex<Option<String>>>,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     kernels: Mutex<HashMap<&'static str, Arc<Kernel>>>,
-    traffic: [AtomicU64; 5],
+    traffic: [AtomicU64; 6],
 }
 
 /// What the backends on one device have created and moved since it was opened: tests use it to
@@ -78,6 +83,8 @@ pub struct Traffic {
     pub bytes_written: u64,
     pub bytes_read: u64,
     pub submissions: u64,
+    /// One per submission with work, one per dispatch while kernel timing is on.
+    pub compute_passes: u64,
 }
 
 /// Indices into `Context::traffic`.
@@ -88,7 +95,13 @@ pub(crate) enum Count {
     BytesWritten,
     BytesRead,
     Submissions,
+    ComputePasses,
 }
+
+/// Features used where the adapter has them and done without elsewhere. Timestamp queries
+/// bracket compute passes (per-kernel timing); the portable form, not the writes inside a pass
+/// that some adapters lack.
+const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY;
 
 fn instance() -> wgpu::Instance {
     // WGPU_BACKEND (e.g. `vulkan`) and the other WGPU_* variables narrow the choice.
@@ -121,6 +134,7 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
                 max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
                 max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
                 min_storage_buffer_offset_alignment: l.min_storage_buffer_offset_alignment,
+                timestamp_query: a.features().contains(wgpu::Features::TIMESTAMP_QUERY),
             }
         })
         .collect()
@@ -164,9 +178,10 @@ impl Context {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
+        let features = adapter.features() & OPTIONAL_FEATURES;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgtrain"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -198,6 +213,7 @@ impl Context {
             queue,
             info,
             limits,
+            features,
             errors,
             modules: Mutex::default(),
             kernels: Mutex::default(),
@@ -217,6 +233,7 @@ impl Context {
             bytes_written: get(Count::BytesWritten),
             bytes_read: get(Count::BytesRead),
             submissions: get(Count::Submissions),
+            compute_passes: get(Count::ComputePasses),
         }
     }
 

@@ -4,7 +4,7 @@
 use super::context::{KernelSpec, Shader};
 use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
-use crate::backend::{Buf, DType};
+use crate::backend::{Buf, DType, op_name};
 
 static SHADER: Shader = Shader {
     name: "dropout.wgsl",
@@ -78,7 +78,14 @@ pub(super) fn forward(
         stream,
     };
     let groups = g.grid(n, WG)?;
-    g.record(&FORWARD, &[Some(x), Some(y), Some(mask)], &dims, groups)
+    let name = || op_name::dropout_forward(n);
+    g.record(
+        &FORWARD,
+        &[Some(x), Some(y), Some(mask)],
+        &dims,
+        groups,
+        name,
+    )
 }
 
 // x, mask: (n,)
@@ -102,5 +109,6 @@ pub(super) fn mul_inplace(g: &mut GpuBackend, x: Buf, mask: Buf, n: usize) -> Re
         stream: 0,
     };
     let groups = g.grid(n, WG)?;
-    g.record(&MUL_INPLACE, &[Some(x), Some(mask)], &dims, groups)
+    let name = || op_name::dropout_backward(n);
+    g.record(&MUL_INPLACE, &[Some(x), Some(mask)], &dims, groups, name)
 }

@@ -4,7 +4,7 @@
 use super::context::{KernelSpec, Shader};
 use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
-use crate::backend::{Buf, DType};
+use crate::backend::{Buf, DType, op_name};
 
 static SHADER: Shader = Shader {
     name: "gather.wgsl",
@@ -87,7 +87,14 @@ pub(super) fn gather_rows(
         b,
     };
     let groups = g.grid(n, WG)?;
-    g.record(spec, &[Some(src), Some(idx), Some(dst)], &dims, groups)
+    let name = || op_name::gather_rows(rows, cols);
+    g.record(
+        spec,
+        &[Some(src), Some(idx), Some(dst)],
+        &dims,
+        groups,
+        name,
+    )
 }
 
 // src: (_,) idx: (rows,) -> dst: (rows,)
@@ -122,5 +129,12 @@ pub(super) fn gather_labels(
         b: 0.0,
     };
     let groups = g.grid(rows, WG)?;
-    g.record(&LABELS, &[Some(src), Some(idx), Some(dst)], &dims, groups)
+    let name = || op_name::GATHER_LABELS.to_string();
+    g.record(
+        &LABELS,
+        &[Some(src), Some(idx), Some(dst)],
+        &dims,
+        groups,
+        name,
+    )
 }

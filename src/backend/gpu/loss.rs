@@ -4,7 +4,7 @@
 use super::context::{KernelSpec, Shader};
 use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
-use crate::backend::{Buf, DType, STATS_PER_ROW};
+use crate::backend::{Buf, DType, STATS_PER_ROW, op_name};
 use crate::model::LossKind;
 
 static SHADER: Shader = Shader {
@@ -101,5 +101,6 @@ pub(super) fn loss(
         &[Some(out), Some(targets), grad, Some(stats)],
         &dims,
         groups,
+        || op_name::loss(kind, rows, cols),
     )
 }

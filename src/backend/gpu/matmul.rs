@@ -4,7 +4,7 @@
 use super::context::{KernelSpec, Shader};
 use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
-use crate::backend::{Buf, DType, MatmulDims};
+use crate::backend::{Buf, DType, MatmulDims, op_name};
 
 static SHADER: Shader = Shader {
     name: "matmul.wgsl",
@@ -88,5 +88,12 @@ pub(super) fn matmul(
     };
     // The kernel loops over tiles beyond the grid, so any m and n fit.
     let groups = [g.tiles(n.div_ceil(TILE)), g.tiles(m.div_ceil(TILE)), 1];
-    g.record(spec, &[Some(a), Some(b), bias, Some(c)], &dims, groups)
+    let name = || op_name::matmul(&d, bias.is_some());
+    g.record(
+        spec,
+        &[Some(a), Some(b), bias, Some(c)],
+        &dims,
+        groups,
+        name,
+    )
 }

@@ -14,10 +14,11 @@ mod matmul;
 mod optimizer;
 mod recorder;
 mod reduce;
+mod timing;
 
 pub use context::{AdapterSummary, Traffic, list_adapters};
 
-use super::{Backend, Buf, DType, MatmulDims, UpdateParams};
+use super::{Backend, Buf, DType, KernelTime, MatmulDims, UpdateParams};
 use crate::model::{Activation, LossKind};
 use crate::{Error, Result};
 use context::Context;
@@ -290,5 +291,13 @@ impl Backend for GpuBackend {
         p: &UpdateParams,
     ) -> Result<()> {
         optimizer::update(self, params, grads, state1, state2, p)
+    }
+
+    fn start_kernel_timing(&mut self) -> bool {
+        self.start_timing()
+    }
+
+    fn take_kernel_times(&mut self) -> Result<Vec<KernelTime>> {
+        self.take_times()
     }
 }

@@ -4,7 +4,7 @@
 use super::context::{KernelSpec, Shader};
 use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
-use crate::backend::{Buf, DType, UpdateParams};
+use crate::backend::{Buf, DType, UpdateParams, op_name};
 use crate::optim::OptimizerKind;
 
 static SHADER: Shader = Shader {
@@ -113,6 +113,7 @@ pub(super) fn update(
         &[Some(params), Some(grads), Some(state1), Some(state2)],
         &dims,
         groups,
+        || op_name::update(u.kind, n),
     )
 }
 
@@ -141,5 +142,6 @@ pub(super) fn regularize(
         ..Dims::default()
     };
     let groups = g.grid(n, WG)?;
-    g.record(&REGULARIZE, &[Some(param), Some(grad)], &dims, groups)
+    let name = || op_name::regularize(n);
+    g.record(&REGULARIZE, &[Some(param), Some(grad)], &dims, groups, name)
 }

@@ -7,6 +7,9 @@
 //! `Queue::write_buffer`, which lands before the *next* submission, so pending dispatches are
 //! submitted first: a write never overtakes an op recorded before it.
 //!
+//! While kernel timing is on (`timing.rs`) each dispatch gets a pass of its own instead, between
+//! two timestamps.
+//!
 //! Each kernel's shapes and offsets live in a small uniform block. Blocks are cached by content
 //! in slots of one uniform buffer, written once when first seen and bound with a dynamic
 //! offset, so a training step writes only the few blocks that changed since the last step (the
@@ -17,6 +20,7 @@
 
 use super::GpuBackend;
 use super::context::{Count, Kernel, KernelSpec, UNIFORM_BYTES};
+use super::timing::{MAX_TIMED, Timer};
 use crate::backend::{Buf, DType};
 use crate::{Error, Result};
 use std::collections::{HashMap, VecDeque};
@@ -47,6 +51,8 @@ struct Dispatch {
     bind_group: wgpu::BindGroup,
     uniform_offset: u32,
     groups: [u32; 3],
+    /// The op and its shape, while kernel timing is on (see `timing.rs`).
+    name: Option<String>,
 }
 
 pub(super) struct Recorder {
@@ -65,6 +71,8 @@ pub(super) struct Recorder {
     in_flight: VecDeque<wgpu::SubmissionIndex>,
     /// Workgroups per grid dimension (the adapter's limit; tests lower it).
     pub max_groups: u32,
+    /// The timestamp queries, while kernel timing is on.
+    pub timer: Option<Timer>,
 }
 
 impl Recorder {
@@ -92,6 +100,7 @@ impl Recorder {
             readback: None,
             in_flight: VecDeque::new(),
             max_groups: limits.max_compute_workgroups_per_dimension,
+            timer: None,
         }
     }
 
@@ -212,7 +221,7 @@ impl GpuBackend {
     }
 
     /// Waits for submission `index` and returns the first `len` bytes of `staging`.
-    fn map_read(
+    pub(super) fn map_read(
         &self,
         staging: &wgpu::Buffer,
         len: u64,
@@ -277,8 +286,9 @@ impl GpuBackend {
         self.ctx.check()
     }
 
-    /// Encodes the pending dispatches into one compute pass, then the copy of `(id, offset,
-    /// len)` into the readback buffer if given, and submits.
+    /// Encodes the pending dispatches into one compute pass (one each, between timestamps,
+    /// while kernel timing is on), then the copy of `(id, offset, len)` into the readback
+    /// buffer if given, and submits.
     pub(super) fn submit(
         &mut self,
         copy: Option<(u32, u64, u64)>,
@@ -289,20 +299,48 @@ impl GpuBackend {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("wgtrain ops"),
             });
-        if !self.rec.pending.is_empty() {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("wgtrain ops"),
-                timestamp_writes: None,
-            });
-            let mut last: Option<Arc<Kernel>> = None;
-            for d in self.rec.pending.drain(..) {
-                if last.as_ref().is_none_or(|k| !Arc::ptr_eq(k, &d.kernel)) {
-                    pass.set_pipeline(&d.kernel.pipeline);
+        // Names of the timed dispatches, in the order of their queries.
+        let mut timed: Vec<String> = Vec::new();
+        let mut passes = 0;
+        let rec = &mut self.rec;
+        match &rec.timer {
+            _ if rec.pending.is_empty() => {}
+            None => {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("wgtrain ops"),
+                    timestamp_writes: None,
+                });
+                passes = 1;
+                let mut last: Option<Arc<Kernel>> = None;
+                for d in rec.pending.drain(..) {
+                    if last.as_ref().is_none_or(|k| !Arc::ptr_eq(k, &d.kernel)) {
+                        pass.set_pipeline(&d.kernel.pipeline);
+                    }
+                    pass.set_bind_group(0, &d.bind_group, &[d.uniform_offset]);
+                    let [x, y, z] = d.groups;
+                    pass.dispatch_workgroups(x, y, z);
+                    last = Some(d.kernel);
                 }
-                pass.set_bind_group(0, &d.bind_group, &[d.uniform_offset]);
-                let [x, y, z] = d.groups;
-                pass.dispatch_workgroups(x, y, z);
-                last = Some(d.kernel);
+            }
+            Some(timer) => {
+                for d in rec.pending.drain(..) {
+                    // Dispatches recorded before timing started carry no name and no queries.
+                    let timestamp_writes = d.name.as_ref().map(|_| timer.writes(timed.len()));
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: d.name.as_deref(),
+                        timestamp_writes,
+                    });
+                    pass.set_pipeline(&d.kernel.pipeline);
+                    pass.set_bind_group(0, &d.bind_group, &[d.uniform_offset]);
+                    let [x, y, z] = d.groups;
+                    pass.dispatch_workgroups(x, y, z);
+                    drop(pass);
+                    passes += 1;
+                    timed.extend(d.name);
+                }
+                if !timed.is_empty() {
+                    timer.resolve(&mut enc, timed.len());
+                }
             }
         }
         if let Some((id, offset, len)) = copy {
@@ -312,7 +350,11 @@ impl GpuBackend {
         }
         let index = self.ctx.queue.submit([enc.finish()]);
         self.ctx.count(Count::Submissions, 1);
+        self.ctx.count(Count::ComputePasses, passes);
         self.ctx.check()?;
+        if !timed.is_empty() {
+            self.read_times(timed, index.clone())?;
+        }
         // Bounded run-ahead: a loop that only flushes (training without progress reads) waits
         // for the submission MAX_IN_FLIGHT back, so the host never queues more than that.
         self.rec.in_flight.push_back(index.clone());
@@ -347,16 +389,20 @@ impl GpuBackend {
     }
 
     /// Records one dispatch of `spec` binding `bufs` (in the order of `spec.storage`; `None`
-    /// binds the dummy buffer) with the uniform block `dims`.
+    /// binds the dummy buffer) with the uniform block `dims`. `name` names the op and its shape
+    /// for kernel timing (`backend::op_name`); it is called only while timing is on.
     pub(super) fn record<D: bytemuck::Pod>(
         &mut self,
         spec: &'static KernelSpec,
         bufs: &[Option<Buf>],
         dims: &D,
         groups: [u32; 3],
+        name: impl FnOnce() -> String,
     ) -> Result<()> {
         assert_eq!(bufs.len(), spec.storage.len(), "{}: buffers", spec.label);
         assert!(bufs.len() <= MAX_STORAGE);
+        // Names cost an allocation per op: built only while timing reads them.
+        let name = self.rec.timer.is_some().then(name);
         if groups.contains(&0) {
             return Ok(());
         }
@@ -382,8 +428,14 @@ impl GpuBackend {
             bind_group,
             uniform_offset,
             groups,
+            name,
         });
-        if self.rec.pending.len() >= MAX_PENDING {
+        let limit = if self.rec.timer.is_some() {
+            MAX_TIMED
+        } else {
+            MAX_PENDING
+        };
+        if self.rec.pending.len() >= limit {
             self.submit(None)?;
         }
         Ok(())

@@ -4,7 +4,7 @@
 use super::context::{KernelSpec, Shader};
 use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
-use crate::backend::{ACC_LEN, Buf, DType, STATS_PER_ROW};
+use crate::backend::{ACC_LEN, Buf, DType, STATS_PER_ROW, op_name};
 
 static SHADER: Shader = Shader {
     name: "reduce.wgsl",
@@ -71,7 +71,8 @@ pub(super) fn col_sum(
     };
     // The kernel loops over column blocks beyond the grid.
     let groups = [g.tiles(cols.div_ceil(COLS)), 1, 1];
-    g.record(&COL_SUM, &[Some(a), Some(out)], &dims, groups)
+    let name = || op_name::col_sum(rows, cols);
+    g.record(&COL_SUM, &[Some(a), Some(out)], &dims, groups, name)
 }
 
 // stats: (rows, 2) -> acc: (3,) accumulated
@@ -100,6 +101,7 @@ pub(super) fn accumulate_stats(
         &[Some(stats), Some(acc)],
         &dims,
         [1, 1, 1],
+        || op_name::ACCUMULATE_STATS.to_string(),
     )
 }
 
@@ -119,5 +121,7 @@ pub(super) fn fill(g: &mut GpuBackend, dst: Buf, value: f32) -> Result<()> {
         value,
     };
     let groups = g.grid(n, WG)?;
-    g.record(&FILL, &[Some(dst)], &dims, groups)
+    g.record(&FILL, &[Some(dst)], &dims, groups, || {
+        op_name::FILL.to_string()
+    })
 }

@@ -1,0 +1,342 @@
+//! Per-kernel timing with timestamp queries: what it reports, that it changes no result, and
+//! that with it off a step is recorded exactly as before (one pass per submission, no new bind
+//! groups). Where the adapter has no timestamp queries, that timing says so and the bench's
+//! step breakdown falls back to timing each op alone.
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+use wgtrain::Error;
+use wgtrain::backend::cpu::CpuBackend;
+use wgtrain::backend::gpu::{GpuBackend, list_adapters};
+use wgtrain::backend::{Backend, Buf, DType, KernelTime, MatmulDims};
+use wgtrain::bench::{BreakdownSource, step_breakdown};
+use wgtrain::data::{Dataset, Features, Targets};
+use wgtrain::model::{Activation, LossKind, ModelSpec};
+use wgtrain::optim::{OptimizerConfig, OptimizerKind};
+use wgtrain::rng::Rng;
+use wgtrain::train::{Regularization, Trainer};
+
+/// A backend on the one device this test binary opens (see tests/gpu_kernels.rs).
+fn gpu() -> Option<GpuBackend> {
+    static DEVICE: OnceLock<std::result::Result<GpuBackend, String>> = OnceLock::new();
+    let opened = DEVICE.get_or_init(|| match GpuBackend::new(None) {
+        Ok(g) => Ok(g),
+        Err(Error::NoAdapter(msg)) => Err(msg),
+        Err(e) => panic!("a GPU adapter exists but could not be used: {e}"),
+    });
+    match opened {
+        Ok(g) => Some(g.share_device()),
+        Err(msg) => {
+            if std::env::var("WGTRAIN_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("WGTRAIN_REQUIRE_GPU=1 but there is no GPU adapter: {msg}");
+            }
+            eprintln!("skipping GPU test: no GPU adapter ({msg})");
+            None
+        }
+    }
+}
+
+/// Whether the adapter the backend opened lists timestamp queries, and its name.
+fn adapter_has_timestamps(g: &GpuBackend) -> (bool, String) {
+    let opened = g.adapter().unwrap();
+    let a = list_adapters()
+        .into_iter()
+        .find(|a| opened == format!("{} ({})", a.name, a.backend))
+        .expect("the opened adapter is listed");
+    (a.timestamp_query, opened)
+}
+
+fn random(b: &mut dyn Backend, len: usize, rng: &mut Rng) -> Buf {
+    let v: Vec<f32> = (0..len).map(|_| rng.normal() as f32).collect();
+    let buf = b.alloc(DType::F32, len, "t").unwrap();
+    b.write_f32(buf, &v).unwrap();
+    buf
+}
+
+fn dims(m: usize, k: usize, n: usize, trans_a: bool, trans_b: bool) -> MatmulDims {
+    MatmulDims {
+        m,
+        k,
+        n,
+        trans_a,
+        trans_b,
+    }
+}
+
+/// Three products of one shape with a bias, two of another, one Adam update of 1000
+/// parameters; returns every output.
+fn some_ops(b: &mut dyn Backend) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(5);
+    let x = random(b, 8 * 16, &mut rng);
+    let w = random(b, 4 * 16, &mut rng);
+    let bias = random(b, 4, &mut rng);
+    let v = random(b, 4 * 5, &mut rng);
+    let h = b.alloc(DType::F32, 8 * 4, "h").unwrap();
+    let y = b.alloc(DType::F32, 8 * 5, "y").unwrap();
+    let params = random(b, 1000, &mut rng);
+    let grads = random(b, 1000, &mut rng);
+    let m1 = b.alloc(DType::F32, 1000, "m1").unwrap();
+    let m2 = b.alloc(DType::F32, 1000, "m2").unwrap();
+    for _ in 0..3 {
+        // h = x · wᵀ + bias: x (8, 16), w (4, 16) -> h (8, 4)
+        b.matmul(x, w, Some(bias), h, dims(8, 16, 4, false, true))
+            .unwrap();
+    }
+    for _ in 0..2 {
+        // y = h · v: h (8, 4), v (4, 5) -> y (8, 5)
+        b.matmul(h, v, None, y, dims(8, 4, 5, false, false))
+            .unwrap();
+    }
+    let u = OptimizerConfig::new(OptimizerKind::Adam).update_params(0);
+    b.update(params, grads, m1, m2, &u).unwrap();
+    [h, y, params, m1, m2]
+        .into_iter()
+        .map(|buf| b.read_f32(buf).unwrap())
+        .collect()
+}
+
+fn names(times: &[KernelTime]) -> Vec<&str> {
+    times.iter().map(|t| t.name.as_str()).collect()
+}
+
+#[test]
+fn timing_is_offered_exactly_where_the_adapter_has_timestamp_queries() {
+    let Some(mut g) = gpu() else { return };
+    let (listed, adapter) = adapter_has_timestamps(&g);
+    eprintln!(
+        "{adapter}: TIMESTAMP_QUERY {}",
+        if listed { "supported" } else { "not supported" }
+    );
+    assert_eq!(g.has_timestamp_queries(), listed);
+    assert_eq!(g.start_kernel_timing(), listed);
+    // Nothing ran since: no times, and timing is off again.
+    assert_eq!(g.take_kernel_times().unwrap(), vec![]);
+    assert_eq!(g.take_kernel_times().unwrap(), vec![]);
+    // The CPU reference has no device timing.
+    assert!(!CpuBackend::new().start_kernel_timing());
+}
+
+#[test]
+fn timed_kernels_have_their_names_calls_and_times() {
+    let Some(mut g) = gpu() else { return };
+    if !g.start_kernel_timing() {
+        assert!(!adapter_has_timestamps(&g).0);
+        assert_eq!(g.take_kernel_times().unwrap(), vec![]);
+        return;
+    }
+    some_ops(&mut g);
+    let times = g.take_kernel_times().unwrap();
+    assert_eq!(
+        names(&times),
+        [
+            "matmul A·Bᵀ 8x16x4 +bias",
+            "matmul A·B 8x4x5",
+            "adam update 1000"
+        ],
+        "{times:?}"
+    );
+    let calls: Vec<usize> = times.iter().map(|t| t.calls).collect();
+    assert_eq!(calls, [3, 2, 1]);
+    for t in &times {
+        assert!(
+            t.seconds.is_finite() && t.seconds > 0.0 && t.seconds < 10.0,
+            "{t:?}"
+        );
+    }
+    // Timing stopped with the take: ops after it are not timed, and a new start counts afresh.
+    some_ops(&mut g);
+    assert!(g.start_kernel_timing());
+    let mut rng = Rng::new(1);
+    let a = random(&mut g, 6, &mut rng);
+    let c = g.alloc(DType::F32, 4, "c").unwrap();
+    let b2 = random(&mut g, 6, &mut rng);
+    // c = aᵀ · b2ᵀ: a stored (3, 2), b2 stored (2, 3) -> c (2, 2)
+    g.matmul(a, b2, None, c, dims(2, 3, 2, true, true)).unwrap();
+    let times = g.take_kernel_times().unwrap();
+    assert_eq!(names(&times), ["matmul Aᵀ·Bᵀ 2x3x2"], "{times:?}");
+    assert_eq!(times[0].calls, 1);
+}
+
+#[test]
+fn timing_changes_no_result() {
+    let Some(mut off) = gpu() else { return };
+    let mut on = off.share_device();
+    let timing = on.start_kernel_timing();
+    let expected = some_ops(&mut off);
+    let got = some_ops(&mut on);
+    let times = on.take_kernel_times().unwrap();
+    assert_eq!(times.is_empty(), !timing);
+    // Bit for bit: the same kernels on the same inputs, only in more passes.
+    assert_eq!(got, expected);
+
+    // Every kernel of a training step (dropout, L2, Adam), through the trainer.
+    let trained = |mut b: GpuBackend, time: bool| {
+        if time {
+            assert_eq!(b.start_kernel_timing(), timing);
+        }
+        let mut t = trainer(Box::new(b), 0.25);
+        let d = t.upload(&digits(64, 3)).unwrap();
+        t.shuffle(&d).unwrap();
+        for start in [0, 16, 32] {
+            t.step(&d, start, 16).unwrap();
+        }
+        let times = t.backend.take_kernel_times().unwrap();
+        assert_eq!(times.is_empty(), !(time && timing));
+        (t.params().unwrap(), t.read_metrics().unwrap())
+    };
+    let (p_off, m_off) = trained(off.share_device(), false);
+    let (p_on, m_on) = trained(off.share_device(), true);
+    assert_eq!(p_on, p_off);
+    assert_eq!(
+        (m_on.loss.to_bits(), m_on.metric.to_bits(), m_on.rows),
+        (m_off.loss.to_bits(), m_off.metric.to_bits(), m_off.rows)
+    );
+}
+
+/// The trainer of the traffic test in tests/gpu_training.rs: 64-32-16-10 ReLU, Adam, L2.
+fn trainer(b: Box<dyn Backend>, dropout: f32) -> Trainer {
+    let spec = ModelSpec::mlp(
+        64,
+        &[32, 16],
+        10,
+        Activation::Relu,
+        dropout,
+        LossKind::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let reg = Regularization {
+        l2_weights: 1e-4,
+        ..Regularization::default()
+    };
+    let opt = OptimizerConfig::new(OptimizerKind::Adam);
+    Trainer::new(b, spec, 16, opt, reg, 3).unwrap()
+}
+
+/// 8x8 byte images whose brightness pattern depends on the class.
+fn digits(rows: usize, seed: u64) -> Dataset {
+    let mut rng = Rng::new(seed);
+    let labels: Vec<u32> = (0..rows).map(|_| rng.below(10) as u32).collect();
+    let pixels = labels
+        .iter()
+        .flat_map(|&l| (0..64).map(move |p| if (p * 7 + l * 13) % 10 < 4 { 200 } else { 20 }))
+        .collect();
+    Dataset {
+        rows,
+        dim: 64,
+        image_shape: (8, 8),
+        features: Features::U8(pixels),
+        targets: Targets::Classes {
+            labels,
+            num_classes: 10,
+        },
+    }
+}
+
+#[test]
+fn with_timing_off_a_step_is_one_pass_and_creates_nothing_before_and_after_timing() {
+    if gpu().is_none() {
+        return;
+    }
+    // A device of its own, so other tests' traffic does not count.
+    let g = GpuBackend::new(None).unwrap();
+    let probe = g.share_device();
+    let mut t = trainer(Box::new(g), 0.0);
+    let data = t.upload(&digits(160, 10)).unwrap();
+    t.shuffle(&data).unwrap();
+    t.step(&data, 0, 16).unwrap();
+    t.backend.flush().unwrap();
+    // Three steps at batch offsets not seen before; each flushed as training does.
+    let steps = |t: &mut Trainer, starts: [usize; 3]| {
+        let before = probe.traffic();
+        for start in starts {
+            t.step(&data, start, 16).unwrap();
+            t.backend.flush().unwrap();
+        }
+        let after = probe.traffic();
+        (
+            after.submissions - before.submissions,
+            after.compute_passes - before.compute_passes,
+            after.bind_groups_created - before.bind_groups_created,
+            after.uniform_blocks_written - before.uniform_blocks_written,
+            after.bytes_written - before.bytes_written,
+            after.bytes_read - before.bytes_read,
+        )
+    };
+    let untimed = steps(&mut t, [16, 32, 48]);
+    // New per step: the two gathers' index offsets and Adam's bias corrections.
+    assert_eq!(untimed, (3, 3, 0, 3 * 3, 0, 0), "before timing");
+
+    if t.backend.start_kernel_timing() {
+        let (subs, passes, groups, blocks, written, read) = steps(&mut t, [64, 80, 96]);
+        let times = t.backend.take_kernel_times().unwrap();
+        let dispatches: usize = times.iter().map(|k| k.calls).sum();
+        // Timing adds passes (one per dispatch) but no submission, bind group or transfer
+        // (its timestamps are read back apart from `bytes_read`).
+        assert_eq!(
+            (subs, groups, blocks, written, read),
+            (3, 0, 3 * 3, 0, 0),
+            "while timing"
+        );
+        assert_eq!(passes as usize, dispatches);
+        assert!(dispatches > 3 * 10, "{times:?}");
+    }
+    assert_eq!(steps(&mut t, [112, 128, 144]), untimed, "after timing");
+}
+
+/// A data set the bench's standard model (784 inputs, 10 classes) takes.
+fn mnist_shaped(rows: usize) -> Dataset {
+    let mut rng = Rng::new(11);
+    Dataset {
+        rows,
+        dim: 784,
+        image_shape: (28, 28),
+        features: Features::U8((0..rows * 784).map(|_| rng.below(256) as u8).collect()),
+        targets: Targets::Classes {
+            labels: (0..rows).map(|_| rng.below(10) as u32).collect(),
+            num_classes: 10,
+        },
+    }
+}
+
+#[test]
+fn bench_breakdown_uses_timestamps_where_it_can_and_lines_up_with_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let has = g.has_timestamp_queries();
+    let data = mnist_shaped(64);
+    let (cpu_source, cpu) = step_breakdown(Box::new(CpuBackend::new()), &data, 16, 3).unwrap();
+    let (gpu_source, gpu) = step_breakdown(Box::new(g), &data, 16, 3).unwrap();
+    assert_eq!(cpu_source, BreakdownSource::SyncedOps);
+    let expected = if has {
+        BreakdownSource::Timestamps
+    } else {
+        BreakdownSource::SyncedOps
+    };
+    assert_eq!(gpu_source, expected);
+    for (name, secs) in cpu.iter().chain(&gpu) {
+        assert!(secs.is_finite() && *secs >= 0.0, "{name}: {secs}");
+    }
+    // Slowest first.
+    assert!(gpu.windows(2).all(|w| w[0].1 >= w[1].1), "{gpu:?}");
+    let cpu_names: BTreeSet<&str> = cpu.iter().map(|(n, _)| n.as_str()).collect();
+    let gpu_names: BTreeSet<&str> = gpu.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        gpu_names.contains("matmul A·Bᵀ 16x784x256 +bias"),
+        "{gpu_names:?}"
+    );
+    if has {
+        // Kernels only: the CPU's breakdown also times the transfers around them.
+        let transfers: BTreeSet<&str> = cpu_names.difference(&gpu_names).copied().collect();
+        assert!(
+            gpu_names.is_subset(&cpu_names),
+            "{gpu_names:?} vs {cpu_names:?}"
+        );
+        assert!(
+            transfers
+                .iter()
+                .all(|n| ["upload indices", "read back"].contains(n)),
+            "{transfers:?}"
+        );
+    } else {
+        assert_eq!(gpu_names, cpu_names);
+    }
+}
