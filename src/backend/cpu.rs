@@ -183,6 +183,17 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// Fills each `cols`-wide row `r` of `out` with `fill(idx[r] * cols, row)`, in parallel for
+/// batches large enough to pay for it.
+fn gather(out: &mut [f32], idx: &[u32], cols: usize, fill: impl Fn(usize, &mut [f32]) + Sync) {
+    let work = |(o, &i): (&mut [f32], &u32)| fill(i as usize * cols, o);
+    if out.len() >= 1 << 16 {
+        out.par_chunks_exact_mut(cols).zip(idx).for_each(work);
+    } else {
+        out.chunks_exact_mut(cols).zip(idx).for_each(work);
+    }
+}
+
 /// `v = f(v)` in place for rows of `cols` values (softmax is row-wise). v: (rows, cols)
 pub(crate) fn activate(act: Activation, v: &mut [f32], cols: usize) {
     match act {
@@ -297,24 +308,23 @@ impl Backend for CpuBackend {
         check_len("gather destination", dst, rows * cols)?;
         distinct(dst, &[src]);
         self.with_dst(dst, |me, out| {
-            let idx = me.u32s(idx);
-            for (r, o) in out.chunks_exact_mut(cols).take(rows).enumerate() {
-                let s = idx[r] as usize * cols;
-                match &me.stores[src.id as usize] {
-                    Store::U8(v) => {
-                        let row = &v[src.offset as usize + s..][..cols];
-                        for (o, &p) in o.iter_mut().zip(row) {
-                            *o = a * p as f32 + b;
-                        }
-                    }
-                    Store::F32(v) => {
-                        let row = &v[src.offset as usize + s..][..cols];
-                        for (o, &p) in o.iter_mut().zip(row) {
-                            *o = a * p + b;
-                        }
-                    }
-                    Store::U32(_) => panic!("gather_rows from a u32 buffer"),
-                }
+            let idx = &me.u32s(idx)[..rows];
+            let out = &mut out[..rows * cols];
+            let start = src.offset as usize;
+            // Rows are independent and each is a cache-missing read from the resident data set:
+            // spread them over the cores.
+            match &me.stores[src.id as usize] {
+                Store::U8(v) => gather(out, idx, cols, |s, o| {
+                    let row = &v[start + s..][..cols];
+                    o.iter_mut()
+                        .zip(row)
+                        .for_each(|(o, &p)| *o = a * p as f32 + b);
+                }),
+                Store::F32(v) => gather(out, idx, cols, |s, o| {
+                    let row = &v[start + s..][..cols];
+                    o.iter_mut().zip(row).for_each(|(o, &p)| *o = a * p + b);
+                }),
+                Store::U32(_) => panic!("gather_rows from a u32 buffer"),
             }
         });
         Ok(())
