@@ -365,19 +365,15 @@ impl Backend for CpuBackend {
             .expect("shape checked above");
             let mut cv =
                 ArrayViewMut2::from_shape((m, n), &mut out[..m * n]).expect("shape checked above");
-            let beta = match bias {
-                Some(bias) => {
-                    let bias = &me.f32s(bias)[..n];
-                    for mut row in cv.rows_mut() {
-                        row.as_slice_mut()
-                            .expect("rows are contiguous")
-                            .copy_from_slice(bias);
-                    }
-                    1.0
+            // The product first, then the bias: asking gemm to read a bias-filled destination
+            // costs ~20% of its speed on the forward shapes, a separate pass ~1%.
+            gemm_into(&av, &bv, 0.0, &mut cv);
+            if let Some(bias) = bias {
+                let bias = &me.f32s(bias)[..n];
+                for row in out[..m * n].chunks_exact_mut(n) {
+                    row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
                 }
-                None => 0.0,
-            };
-            gemm_into(&av, &bv, beta, &mut cv);
+            }
         });
         Ok(())
     }
