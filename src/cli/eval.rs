@@ -1,7 +1,7 @@
 //! `wgtrain eval`: a saved model's loss and accuracy on a data set, with its confusion matrix
 //! and per-class precision, recall and F1 (or MSE and MAE for regression models).
 
-use crate::backend::{self, BackendChoice};
+use crate::backend::BackendChoice;
 use crate::data::{self, DataSource, Splits};
 use crate::infer::LoadedModel;
 use crate::infer::evaluation::{Evaluation, evaluate};
@@ -84,12 +84,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         Split::Train => ("train", train),
     };
 
-    let (backend, notice) = backend::create(args.backend, args.adapter)?;
-    if let Some(n) = notice
-        && !args.quiet
-    {
-        eprintln!("{n}");
-    }
+    let backend = super::open_backend(args.backend, args.adapter, args.quiet)?;
     let backend_name = backend.name();
     let adapter = backend.adapter();
     let mut loaded = LoadedModel::new(backend, model, args.batch_size)?;

@@ -9,6 +9,7 @@ mod predict;
 mod progress;
 mod train;
 
+use crate::backend::{self, Backend, BackendChoice};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -64,4 +65,20 @@ pub fn run() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Devices(args) => devices::run(args),
     }
+}
+
+/// Opens the backend a command asked for, printing `auto`'s one-line notice (why it chose the
+/// CPU) unless `quiet`.
+fn open_backend(
+    choice: BackendChoice,
+    adapter: Option<usize>,
+    quiet: bool,
+) -> crate::Result<Box<dyn Backend>> {
+    let (b, notice) = backend::create(choice, adapter)?;
+    if let Some(n) = notice
+        && !quiet
+    {
+        eprintln!("{n}");
+    }
+    Ok(b)
 }

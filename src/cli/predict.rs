@@ -1,7 +1,7 @@
 //! `wgtrain predict`: a saved model's top classes (or values) for image files or for samples
 //! of an IDX file.
 
-use crate::backend::{self, BackendChoice};
+use crate::backend::BackendChoice;
 use crate::data::Features;
 use crate::infer::input::{
     SampleRange, image_shape, read_idx_labels, read_idx_samples, read_image,
@@ -135,12 +135,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         }
     };
 
-    let (backend, notice) = backend::create(args.backend, args.adapter)?;
-    if let Some(n) = notice
-        && !args.quiet
-    {
-        eprintln!("{n}");
-    }
+    let backend = super::open_backend(args.backend, args.adapter, args.quiet)?;
     let mut loaded = LoadedModel::new(backend, model, args.batch_size)?;
     let data = unlabelled(&spec, Features::U8(pixels), sources.len());
     let resident = loaded.upload(&data)?;
