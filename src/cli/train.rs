@@ -2,7 +2,7 @@
 
 use super::progress::Console;
 use crate::Error;
-use crate::backend::{self, BackendChoice};
+use crate::backend::BackendChoice;
 use crate::data::{self, DataSource, Scale, Splits, Targets};
 use crate::model::{Activation, Layer, LossKind, ModelSpec, Task};
 use crate::optim::{OptimizerConfig, OptimizerKind};
@@ -381,12 +381,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         );
     }
 
-    let (backend, notice) = backend::create(args.backend, args.adapter)?;
-    if let Some(n) = notice
-        && !args.quiet
-    {
-        eprintln!("{n}");
-    }
+    let backend = super::open_backend(args.backend, args.adapter, args.quiet)?;
     let backend_name = backend.name();
     let adapter = backend.adapter();
     let parameters = spec.parameter_count();
@@ -457,16 +452,9 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         test: test_r.as_ref(),
     };
     let write_checkpoint = |trainer: &mut Trainer, history: &[EpochReport], path: &Path| {
-        let params = trainer.params()?;
-        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Diverged {
-                // The epoch in progress when interrupted part-way, else the one just completed.
-                epoch: trainer.progress.epoch + usize::from(trainer.progress.rows_done > 0),
-                step: trainer.progress.step as usize,
-                what: format!("a parameter (index {i})"),
-            }
-            .into());
-        }
+        // The epoch in progress when interrupted part-way, else the one just completed.
+        let epoch = trainer.progress.epoch + usize::from(trainer.progress.rows_done > 0);
+        let params = trainer.finite_params(epoch)?;
         let (state1, state2) = trainer.optimizer_state()?;
         let c = Checkpoint {
             model: SavedModel {
@@ -539,19 +527,10 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         write_checkpoint(&mut trainer, &history, p).map_err(|e| diverged(e, &kept))?;
     }
     if let Some(p) = &args.save {
-        let params = trainer.params()?;
         // Never save a model that cannot predict; the previous file stays as it was.
-        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
-            return Err(diverged(
-                Error::Diverged {
-                    epoch: trainer.progress.epoch,
-                    step: trainer.progress.step as usize,
-                    what: format!("a parameter (index {i})"),
-                }
-                .into(),
-                &kept,
-            ));
-        }
+        let params = trainer
+            .finite_params(trainer.progress.epoch)
+            .map_err(|e| diverged(e.into(), &kept))?;
         save_model(p, &trainer.net.spec, &params).context("saving the model")?;
         if !args.quiet {
             eprintln!("model saved to {}", p.display());

@@ -130,16 +130,8 @@ pub fn train_epoch(
     let acc = t.read_acc()?;
     let m = Metrics::from_acc(&acc);
     check_finite(m.loss, epoch, t.progress.step)?;
-    // Parameters can overflow while the mean loss still looks finite; one read per epoch
-    // stops them before they reach a checkpoint or a saved model.
-    let params = t.params()?;
-    if let Some(i) = params.iter().position(|v| !v.is_finite()) {
-        return Err(Error::Diverged {
-            epoch,
-            step: t.progress.step as usize,
-            what: format!("a parameter (index {i})"),
-        });
-    }
+    // One read per epoch: the penalty and the check that no parameter overflowed.
+    let params = t.finite_params(epoch)?;
     let reg_loss = t.regularization.penalty(&t.net.layout, &params);
     check_finite(reg_loss, epoch, t.progress.step)?;
     let train_seconds = started.elapsed().as_secs_f64();

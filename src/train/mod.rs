@@ -308,6 +308,21 @@ impl Trainer {
         self.backend.read_f32(self.net.params)
     }
 
+    /// The flat parameters, or `Diverged` (naming `epoch` and the current step) when any is
+    /// NaN or infinite: parameters can overflow while the mean loss still looks finite, and
+    /// such values must never reach a checkpoint or a saved model.
+    pub fn finite_params(&mut self, epoch: usize) -> Result<Vec<f32>> {
+        let params = self.params()?;
+        match params.iter().position(|v| !v.is_finite()) {
+            Some(i) => Err(Error::Diverged {
+                epoch,
+                step: self.progress.step as usize,
+                what: format!("a parameter (index {i})"),
+            }),
+            None => Ok(params),
+        }
+    }
+
     /// The optimizer's two state buffers (flat layout), for checkpoints.
     pub fn optimizer_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
         Ok((
