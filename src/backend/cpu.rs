@@ -3,7 +3,7 @@
 //! Allocations are plain vectors; matrix products go through ndarray (matrixmultiply's blocked
 //! SIMD GEMM, threaded over the cores); everything else is a plain loop over slices.
 
-use super::{ACC_LEN, Backend, Buf, DType, MatmulDims, STATS_PER_ROW, UpdateParams};
+use super::{ACC_LEN, Backend, Buf, DType, MatmulDims, STATS_PER_ROW, UpdateParams, check_len};
 use crate::model::{Activation, LEAKY_SLOPE, LossKind};
 use crate::optim::OptimizerKind;
 use crate::rng::{hash_to_unit, hash3};
@@ -96,16 +96,6 @@ fn distinct(dst: Buf, srcs: &[Buf]) {
             "destination shares an allocation with a source"
         );
     }
-}
-
-fn check_len(what: &str, b: Buf, need: usize) -> Result<()> {
-    if b.len() < need {
-        return Err(Error::Shape(format!(
-            "{what} has {} elements, needs {need}",
-            b.len
-        )));
-    }
-    Ok(())
 }
 
 /// `c = beta · c + a · b` on ndarray views of any strides (so transposes are free).

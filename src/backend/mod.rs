@@ -57,6 +57,18 @@ impl Buf {
     }
 }
 
+/// The shape check every op of both backends starts with: `b` must hold at least `need`
+/// elements (a view too short for its op is the caller's error, reported, not a panic).
+pub(crate) fn check_len(what: &str, b: Buf, need: usize) -> Result<()> {
+    if b.len() < need {
+        return Err(crate::Error::Shape(format!(
+            "{what} has {} elements, needs {need}",
+            b.len
+        )));
+    }
+    Ok(())
+}
+
 /// `c = op(a) · op(b)` with `op` a transpose where asked; `c` is `(m, n)`, the inner size `k`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatmulDims {

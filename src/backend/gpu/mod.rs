@@ -18,9 +18,9 @@ mod timing;
 
 pub use context::{AdapterSummary, Traffic, list_adapters};
 
-use super::{Backend, Buf, DType, KernelTime, MatmulDims, UpdateParams};
+use super::{Backend, Buf, DType, KernelTime, MatmulDims, UpdateParams, check_len};
+use crate::Result;
 use crate::model::{Activation, LossKind};
-use crate::{Error, Result};
 use context::Context;
 use recorder::Recorder;
 use std::sync::Arc;
@@ -68,17 +68,6 @@ impl GpuBackend {
     pub fn lose_device(&mut self) {
         self.ctx.device.destroy();
     }
-}
-
-/// Shape check shared by the launchers: a view too short for its op is the caller's error.
-fn check_len(what: &str, b: Buf, need: usize) -> Result<()> {
-    if b.len() < need {
-        return Err(Error::Shape(format!(
-            "{what} has {} elements, needs {need}",
-            b.len
-        )));
-    }
-    Ok(())
 }
 
 /// A destination must not share its allocation with a source (as on the CPU backend); on the
