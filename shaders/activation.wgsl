@@ -3,7 +3,8 @@
 //
 // Forward reads `src` (x) and writes `dst` (y); backward reads `src` (dy) and `aux` (the forward
 // output y) and writes `dst` (dx). Both `src` and `dst` are read_write so that the in-place
-// forms (y = x, dx = dy) may bind one buffer twice.
+// forms (y = x, dx = dy) may bind one buffer twice. The elementwise functions and the
+// activation codes are in activation_fn.wgsl, prepended to this file.
 
 struct Dims {
     rows: u32,
@@ -16,14 +17,6 @@ struct Dims {
     aux_off: u32,
 }
 
-// Activation codes, as in src/backend/gpu/activation.rs.
-const RELU: u32 = 0u;
-const LEAKY_RELU: u32 = 1u;
-const SIGMOID: u32 = 2u;
-const TANH: u32 = 3u;
-const LINEAR: u32 = 4u;
-
-const LEAKY_SLOPE: f32 = 0.01;
 const WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> d: Dims;
@@ -36,10 +29,6 @@ fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid.x;
 }
 
-fn sigmoid(x: f32) -> f32 {
-    return 1.0 / (1.0 + exp(-x));
-}
-
 @compute @workgroup_size(256)
 fn forward(
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -50,26 +39,7 @@ fn forward(
     if i >= d.n {
         return;
     }
-    let x = src[d.src_off + i];
-    var y = x;
-    switch d.act {
-        case RELU: {
-            y = max(x, 0.0);
-        }
-        case LEAKY_RELU: {
-            y = select(LEAKY_SLOPE * x, x, x > 0.0);
-        }
-        case SIGMOID: {
-            y = sigmoid(x);
-        }
-        case TANH: {
-            // tanh saturates to ±1 in f32 well before ±10; clamping keeps implementations that
-            // compute it from exp(2x) away from inf / inf.
-            y = tanh(clamp(x, -10.0, 10.0));
-        }
-        default: {}
-    }
-    dst[d.dst_off + i] = y;
+    dst[d.dst_off + i] = act_apply(d.act, src[d.src_off + i]);
 }
 
 @compute @workgroup_size(256)
@@ -82,25 +52,7 @@ fn backward(
     if i >= d.n {
         return;
     }
-    let g = src[d.src_off + i];
-    let y = aux[d.aux_off + i];
-    var dx = g;
-    switch d.act {
-        case RELU: {
-            dx = select(0.0, g, y > 0.0);
-        }
-        case LEAKY_RELU: {
-            dx = select(LEAKY_SLOPE * g, g, y > 0.0);
-        }
-        case SIGMOID: {
-            dx = g * y * (1.0 - y);
-        }
-        case TANH: {
-            dx = g * (1.0 - y * y);
-        }
-        default: {}
-    }
-    dst[d.dst_off + i] = dx;
+    dst[d.dst_off + i] = act_grad(d.act, src[d.src_off + i], aux[d.aux_off + i]);
 }
 
 // Row-wise softmax, stable: exp(x - max) / Σ exp(x - max).

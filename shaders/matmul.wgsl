@@ -1,6 +1,11 @@
-// c = op(a) · op(b) (+ bias broadcast over rows), row-major.
+// c = op(a) · op(b) (+ bias broadcast over rows), row-major, with an optional epilogue:
+//   EPI_ACT:      c = f(op(a) · op(b) + bias)    a Dense layer and the activation after it;
+//   EPI_ACT_GRAD: c = (op(a) · op(b)) ⊙ f'(x)    an input gradient carried back through the
+//                                                 activation before the layer, f' read through
+//                                                 that activation's output y.
 // a: (m, k), or (k, m) used transposed when TRANS_A; b: (k, n), or (n, k) when TRANS_B;
-// bias: (n,); c: (m, n).
+// bias: (n,); y: (m, n); c: (m, n). f is an elementwise activation of activation_fn.wgsl
+// (prepended to this file).
 //
 // Each workgroup computes 64 x 64 tiles of c (looping over tiles when the grid is smaller than
 // the matrix), staging 16-deep slices of op(a) and op(b) in workgroup memory. Each of its
@@ -19,7 +24,15 @@ struct Dims {
     b_off: u32,
     bias_off: u32,
     c_off: u32,
+    epilogue: u32,
+    act: u32,
+    y_off: u32,
+    _pad: u32,
 }
+
+const EPI_NONE: u32 = 0u;
+const EPI_ACT: u32 = 1u;
+const EPI_ACT_GRAD: u32 = 2u;
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -29,6 +42,7 @@ override TRANS_B: bool = false;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<storage, read> y: array<f32>;
 
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
@@ -62,7 +76,7 @@ fn b_at(kk: u32, j: u32) -> f32 {
     return b[d.b_off + kk * d.n + j];
 }
 
-// Stores c[row, col .. col + 4] (+ bias), skipping what lies outside c.
+// Stores c[row, col .. col + 4] (+ bias, then the epilogue), skipping what lies outside c.
 fn store_row(row: u32, col: u32, v: vec4<f32>) {
     if row >= d.m {
         return;
@@ -74,7 +88,13 @@ fn store_row(row: u32, col: u32, v: vec4<f32>) {
             if d.has_bias != 0u {
                 s += bias[d.bias_off + j];
             }
-            c[d.c_off + row * d.n + j] = s;
+            let at = row * d.n + j;
+            if d.epilogue == EPI_ACT {
+                s = act_apply(d.act, s);
+            } else if d.epilogue == EPI_ACT_GRAD {
+                s = act_grad(d.act, s, y[d.y_off + at]);
+            }
+            c[d.c_off + at] = s;
         }
     }
 }

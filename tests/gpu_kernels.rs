@@ -232,6 +232,80 @@ fn matmul_with_more_rows_than_one_grid_dimension() {
     }
 }
 
+/// The elementwise activations a product can apply on its way out.
+const FUSABLE: [Activation; 5] = [
+    Activation::Relu,
+    Activation::LeakyRelu,
+    Activation::Sigmoid,
+    Activation::Tanh,
+    Activation::Linear,
+];
+
+/// `f(op(a)·op(b) + bias)` and `(op(a)·op(b)) ⊙ f'(x)` (through y = f(x)), fused on the GPU,
+/// against the CPU's product followed by its activation op.
+#[test]
+fn fused_matmul_activation_matches_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(11);
+    let sizes = [
+        (1, 1, 1),
+        (45, 65, 33),
+        (67, 17, 129),
+        (64, 16, 64),
+        (3, 0, 5),
+    ];
+    for act in FUSABLE.into_iter().chain([Activation::Softmax]) {
+        for &(m, k, n) in &sizes {
+            for (ta, tb) in FORMS {
+                let dims = MatmulDims {
+                    m,
+                    k,
+                    n,
+                    trans_a: ta,
+                    trans_b: tb,
+                };
+                let a = p
+                    .f32s(&uniform(&mut rng, m * k + 3, -1.0, 1.0))
+                    .slice(3, m * k);
+                let b = p
+                    .f32s(&uniform(&mut rng, k * n + 5, -1.0, 1.0))
+                    .slice(5, k * n);
+                let bias = p.f32s(&uniform(&mut rng, n + 1, -1.0, 1.0)).slice(1, n);
+                // Stand-ins for the activation's outputs, of both signs so that ReLU's and
+                // leaky ReLU's derivatives take both their values.
+                let y = p
+                    .f32s(&uniform(&mut rng, m * n + 4, -1.0, 1.0))
+                    .slice(4, m * n);
+                let what = format!("m={m} k={k} n={n} trans_a={ta} trans_b={tb} {act:?}");
+
+                let c = p.out(m * n + 2).slice(2, m * n);
+                p.run(|be, g| {
+                    let (a, b, bias, c) = (pick(a, g), pick(b, g), pick(bias, g), pick(c, g));
+                    be.matmul_act(a, b, Some(bias), c, dims, act)
+                });
+                p.check(
+                    &format!("matmul_act {what}"),
+                    c,
+                    2e-6 * k.max(1) as f32,
+                    REL,
+                );
+
+                let c = p.out(m * n + 2).slice(2, m * n);
+                p.run(|be, g| {
+                    let (a, b, y, c) = (pick(a, g), pick(b, g), pick(y, g), pick(c, g));
+                    be.matmul_act_grad(a, b, y, c, dims, act)
+                });
+                p.check(
+                    &format!("matmul_act_grad {what}"),
+                    c,
+                    2e-6 * k.max(1) as f32,
+                    REL,
+                );
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // gather
 

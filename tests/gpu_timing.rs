@@ -320,7 +320,13 @@ fn bench_breakdown_uses_timestamps_where_it_can_and_lines_up_with_the_cpu() {
     let cpu_names: BTreeSet<&str> = cpu.iter().map(|(n, _)| n.as_str()).collect();
     let gpu_names: BTreeSet<&str> = gpu.iter().map(|(n, _)| n.as_str()).collect();
     assert!(
-        gpu_names.contains("matmul A·Bᵀ 16x784x256 +bias"),
+        gpu_names.contains("matmul A·Bᵀ 16x784x256 +bias +relu"),
+        "{gpu_names:?}"
+    );
+    // Every ReLU rides on a product, forward and backward: no activation dispatch is left.
+    assert!(
+        gpu_names.contains("matmul A·B 16x128x256 ×relu'")
+            && !gpu_names.iter().any(|n| n.starts_with("relu ")),
         "{gpu_names:?}"
     );
     if has {

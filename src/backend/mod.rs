@@ -163,6 +163,40 @@ pub trait Backend {
     fn matmul(&mut self, a: Buf, b: Buf, bias: Option<Buf>, c: Buf, dims: MatmulDims)
     -> Result<()>;
 
+    /// `c = f(op(a) · op(b) + bias)` for an elementwise activation `f` (not softmax): a Dense
+    /// layer and the activation after it. Shapes as [`Backend::matmul`]. The default records
+    /// the two ops (the reference); a backend may fuse them into one pass.
+    fn matmul_act(
+        &mut self,
+        a: Buf,
+        b: Buf,
+        bias: Option<Buf>,
+        c: Buf,
+        dims: MatmulDims,
+        act: Activation,
+    ) -> Result<()> {
+        self.matmul(a, b, bias, c, dims)?;
+        self.act_forward(act, c, c, dims.m, dims.n)
+    }
+
+    /// `c = (op(a) · op(b)) ⊙ f'(x)` for an elementwise activation `f` (not softmax), its
+    /// derivative read through the activation's output `y = f(x)`: the input gradient of a
+    /// Dense layer carried back through the activation before it. Shapes as
+    /// [`Backend::matmul`]; y: (m, n). The default records the two ops (the reference); a
+    /// backend may fuse them into one pass.
+    fn matmul_act_grad(
+        &mut self,
+        a: Buf,
+        b: Buf,
+        y: Buf,
+        c: Buf,
+        dims: MatmulDims,
+        act: Activation,
+    ) -> Result<()> {
+        self.matmul(a, b, None, c, dims)?;
+        self.act_backward(act, y, c, c, dims.m, dims.n)
+    }
+
     /// Column sums: `out[j] = Σ_r a[r, j]` (bias gradients). a: (rows, cols) -> out: (cols,).
     fn col_sum(&mut self, a: Buf, rows: usize, cols: usize, out: Buf) -> Result<()>;
 

@@ -26,6 +26,18 @@ pub fn matmul(d: &MatmulDims, bias: bool) -> String {
     format!("matmul {form} {}x{}x{}{bias}", d.m, d.k, d.n)
 }
 
+/// "matmul A·Bᵀ 128x784x256 +bias +relu": a product with its activation fused.
+pub fn matmul_act(d: &MatmulDims, bias: bool, act: Activation) -> String {
+    let act = format!("{act:?}").to_lowercase();
+    format!("{} +{act}", matmul(d, bias))
+}
+
+/// "matmul A·B 128x128x256 ×relu'": a product times an activation's derivative, fused.
+pub fn matmul_act_grad(d: &MatmulDims, act: Activation) -> String {
+    let act = format!("{act:?}").to_lowercase();
+    format!("{} ×{act}'", matmul(d, false))
+}
+
 pub fn col_sum(rows: usize, cols: usize) -> String {
     format!("col_sum {rows}x{cols}")
 }

@@ -112,6 +112,31 @@ impl Backend for Timed {
         let name = op_name::matmul(&dims, bias.is_some());
         self.time(name, |be| be.matmul(a, b, bias, c, dims))
     }
+    // The fused ops are timed as one op under the fused name, as the GPU's timestamps see them.
+    fn matmul_act(
+        &mut self,
+        a: Buf,
+        b: Buf,
+        bias: Option<Buf>,
+        c: Buf,
+        dims: MatmulDims,
+        act: Activation,
+    ) -> Result<()> {
+        let name = op_name::matmul_act(&dims, bias.is_some(), act);
+        self.time(name, |be| be.matmul_act(a, b, bias, c, dims, act))
+    }
+    fn matmul_act_grad(
+        &mut self,
+        a: Buf,
+        b: Buf,
+        y: Buf,
+        c: Buf,
+        dims: MatmulDims,
+        act: Activation,
+    ) -> Result<()> {
+        let name = op_name::matmul_act_grad(&dims, act);
+        self.time(name, |be| be.matmul_act_grad(a, b, y, c, dims, act))
+    }
     fn col_sum(&mut self, a: Buf, rows: usize, cols: usize, out: Buf) -> Result<()> {
         self.time(op_name::col_sum(rows, cols), |b| {
             b.col_sum(a, rows, cols, out)

@@ -1,7 +1,7 @@
 //! A model planned on a backend: every buffer it will ever use is allocated once, here, and a
 //! training step only records ops on them.
 
-use super::{Layer, ModelSpec};
+use super::{Activation, Layer, ModelSpec};
 use crate::backend::{ACC_LEN, Backend, Buf, DType, MatmulDims, STATS_PER_ROW};
 use crate::{Error, Result};
 
@@ -216,6 +216,8 @@ impl Network {
         let mut width = self.spec.inputs();
         let mut inputs = Vec::with_capacity(self.layers.len());
         let mut slot = 0;
+        // Set when a Dense layer has applied the activation after it (one fused op).
+        let mut applied = false;
         for (i, l) in self.spec.layers.iter().enumerate() {
             inputs.push(cur);
             let out = self.layers[i].out;
@@ -224,24 +226,29 @@ impl Network {
                     let (w, bias) = self.param_views(slot);
                     slot += 1;
                     // x: (rows, k) · Wᵀ with W: (outputs, k) -> (rows, outputs)
-                    b.matmul(
-                        cur,
-                        w,
-                        Some(bias),
-                        out,
-                        MatmulDims {
-                            m: rows,
-                            k,
-                            n: outputs,
-                            trans_a: false,
-                            trans_b: true,
-                        },
-                    )?;
+                    let dims = MatmulDims {
+                        m: rows,
+                        k,
+                        n: outputs,
+                        trans_a: false,
+                        trans_b: true,
+                    };
+                    // The activation after the layer works in place on its output buffer, so
+                    // the product can apply it on the way out.
+                    match self.elementwise_activation(i + 1) {
+                        Some(act) => {
+                            b.matmul_act(cur, w, Some(bias), out, dims, act)?;
+                            applied = true;
+                        }
+                        None => b.matmul(cur, w, Some(bias), out, dims)?,
+                    }
                     width = outputs;
                     cur = out;
                 }
                 Layer::Activation { activation } => {
-                    b.act_forward(activation, cur, out, rows, width)?;
+                    if !std::mem::take(&mut applied) {
+                        b.act_forward(activation, cur, out, rows, width)?;
+                    }
                     cur = out;
                 }
                 Layer::Dropout { p } => {
@@ -269,6 +276,9 @@ impl Network {
         let (mut g, mut spare) = (self.grad_a, self.grad_b);
         let mut slot = self.layout.slots.len();
         let first_dense = self.layout.slots[0].layer;
+        // Set when a Dense layer's input gradient already went through the activation before
+        // it (one fused op).
+        let mut applied = false;
         for (i, l) in self.spec.layers.iter().enumerate().rev() {
             match *l {
                 Layer::Dense { inputs: k, outputs } => {
@@ -293,25 +303,30 @@ impl Network {
                     if i > first_dense {
                         let (w, _) = self.param_views(slot);
                         // dX = dY · W: (rows, outputs) · (outputs, k) -> (rows, k)
-                        b.matmul(
-                            g,
-                            w,
-                            None,
-                            spare,
-                            MatmulDims {
-                                m: rows,
-                                k: outputs,
-                                n: k,
-                                trans_a: false,
-                                trans_b: false,
-                            },
-                        )?;
+                        let dims = MatmulDims {
+                            m: rows,
+                            k: outputs,
+                            n: k,
+                            trans_a: false,
+                            trans_b: false,
+                        };
+                        // Times f'(x) of the activation before the layer, read through its
+                        // output, which is this layer's input.
+                        match self.elementwise_activation(i - 1) {
+                            Some(act) => {
+                                b.matmul_act_grad(g, w, inputs[i], spare, dims, act)?;
+                                applied = true;
+                            }
+                            None => b.matmul(g, w, None, spare, dims)?,
+                        }
                         std::mem::swap(&mut g, &mut spare);
                     }
                 }
                 Layer::Activation { activation } => {
-                    let width = self.width_before(i);
-                    b.act_backward(activation, self.layers[i].out, g, g, rows, width)?;
+                    if !std::mem::take(&mut applied) {
+                        let width = self.width_before(i);
+                        b.act_backward(activation, self.layers[i].out, g, g, rows, width)?;
+                    }
                 }
                 Layer::Dropout { p } => {
                     if train && p > 0.0 {
@@ -322,6 +337,17 @@ impl Network {
             }
         }
         Ok(())
+    }
+
+    /// The activation of layer `i` when it is an elementwise one (softmax is row-wise) that a
+    /// neighbouring Dense layer can fuse.
+    fn elementwise_activation(&self, i: usize) -> Option<Activation> {
+        match self.spec.layers.get(i) {
+            Some(&Layer::Activation { activation }) if activation != Activation::Softmax => {
+                Some(activation)
+            }
+            _ => None,
+        }
     }
 
     /// The gradient buffer the loss writes into, (max_batch, outputs).

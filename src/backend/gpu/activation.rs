@@ -9,7 +9,10 @@ use crate::model::Activation;
 
 static SHADER: Shader = Shader {
     name: "activation.wgsl",
-    source: include_str!("../../../shaders/activation.wgsl"),
+    source: concat!(
+        include_str!("../../../shaders/activation_fn.wgsl"),
+        include_str!("../../../shaders/activation.wgsl")
+    ),
 };
 
 /// src and dst (both writable: they may be one buffer).
@@ -60,8 +63,8 @@ struct Dims {
     aux_off: u32,
 }
 
-/// The shader's code of an elementwise activation.
-fn code(act: Activation) -> u32 {
+/// The shaders' code of an elementwise activation (activation_fn.wgsl).
+pub(super) fn code(act: Activation) -> u32 {
     match act {
         Activation::Relu => 0,
         Activation::LeakyRelu => 1,

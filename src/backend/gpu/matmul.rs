@@ -1,18 +1,34 @@
 //! Launcher of `shaders/matmul.wgsl`: tiled matrix products in the three forms the network uses
-//! (A·B, Aᵀ·B, A·Bᵀ; Aᵀ·Bᵀ too), with an optional bias epilogue.
+//! (A·B, Aᵀ·B, A·Bᵀ; Aᵀ·Bᵀ too), with an optional bias and an optional activation epilogue
+//! (forward, or the derivative on the way back).
 
+use super::activation::code;
 use super::context::{KernelSpec, Shader};
 use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
 use crate::backend::{Buf, DType, MatmulDims, op_name};
+use crate::model::Activation;
 
 static SHADER: Shader = Shader {
     name: "matmul.wgsl",
-    source: include_str!("../../../shaders/matmul.wgsl"),
+    source: concat!(
+        include_str!("../../../shaders/activation_fn.wgsl"),
+        include_str!("../../../shaders/matmul.wgsl")
+    ),
 };
 
-/// a, b, bias (read), c (written).
-const STORAGE: &[(u32, bool)] = &[(1, true), (2, true), (3, true), (4, false)];
+/// a, b, bias (read), c (written), y (read).
+const STORAGE: &[(u32, bool)] = &[(1, true), (2, true), (3, true), (4, false), (5, true)];
+
+/// What the kernel does to each output after the product and the bias.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Epilogue {
+    None,
+    /// `c = f(c)`, for an elementwise `f`.
+    Act(Activation),
+    /// `c = c ⊙ f'(x)`, read through the activation's output `y`, (m, n).
+    ActGrad(Activation, Buf),
+}
 
 const fn spec(label: &'static str, constants: &'static [(&'static str, f64)]) -> KernelSpec {
     KernelSpec {
@@ -43,9 +59,13 @@ struct Dims {
     b_off: u32,
     bias_off: u32,
     c_off: u32,
+    epilogue: u32,
+    act: u32,
+    y_off: u32,
+    _pad: u32,
 }
 
-// a: (m, k) | (k, m)ᵀ, b: (k, n) | (n, k)ᵀ, bias: (n,) -> c: (m, n)
+// a: (m, k) | (k, m)ᵀ, b: (k, n) | (n, k)ᵀ, bias: (n,), y: (m, n) -> c: (m, n)
 pub(super) fn matmul(
     g: &mut GpuBackend,
     a: Buf,
@@ -53,6 +73,7 @@ pub(super) fn matmul(
     bias: Option<Buf>,
     c: Buf,
     d: MatmulDims,
+    epilogue: Epilogue,
 ) -> Result<()> {
     let MatmulDims { m, k, n, .. } = d;
     check_len("matmul a", a, m * k)?;
@@ -67,6 +88,16 @@ pub(super) fn matmul(
         expect_dtype("matmul bias", bias, DType::F32);
         distinct(c, &[bias]);
     }
+    let (epi, act, y) = match epilogue {
+        Epilogue::None => (0, 0, None),
+        Epilogue::Act(act) => (1, code(act), None),
+        Epilogue::ActGrad(act, y) => {
+            check_len("matmul activation output", y, m * n)?;
+            expect_dtype("matmul activation output", y, DType::F32);
+            distinct(c, &[y]);
+            (2, code(act), Some(y))
+        }
+    };
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -85,13 +116,21 @@ pub(super) fn matmul(
         b_off: b.offset,
         bias_off: bias.map_or(0, |b| b.offset),
         c_off: c.offset,
+        epilogue: epi,
+        act,
+        y_off: y.map_or(0, |y| y.offset),
+        _pad: 0,
     };
     // The kernel loops over tiles beyond the grid, so any m and n fit.
     let groups = [g.tiles(n.div_ceil(TILE)), g.tiles(m.div_ceil(TILE)), 1];
-    let name = || op_name::matmul(&d, bias.is_some());
+    let name = || match epilogue {
+        Epilogue::None => op_name::matmul(&d, bias.is_some()),
+        Epilogue::Act(act) => op_name::matmul_act(&d, bias.is_some(), act),
+        Epilogue::ActGrad(act, _) => op_name::matmul_act_grad(&d, act),
+    };
     g.record(
         spec,
-        &[Some(a), Some(b), bias, Some(c)],
+        &[Some(a), Some(b), bias, Some(c), y],
         &dims,
         groups,
         name,

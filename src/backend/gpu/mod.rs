@@ -22,6 +22,7 @@ use super::{Backend, Buf, DType, KernelTime, MatmulDims, UpdateParams, check_len
 use crate::Result;
 use crate::model::{Activation, LossKind};
 use context::Context;
+use matmul::Epilogue;
 use recorder::Recorder;
 use std::sync::Arc;
 
@@ -203,7 +204,40 @@ impl Backend for GpuBackend {
         c: Buf,
         dims: MatmulDims,
     ) -> Result<()> {
-        matmul::matmul(self, a, b, bias, c, dims)
+        matmul::matmul(self, a, b, bias, c, dims, Epilogue::None)
+    }
+
+    fn matmul_act(
+        &mut self,
+        a: Buf,
+        b: Buf,
+        bias: Option<Buf>,
+        c: Buf,
+        dims: MatmulDims,
+        act: Activation,
+    ) -> Result<()> {
+        if act == Activation::Softmax {
+            // Row-wise: it needs the whole row, which one tile does not hold.
+            self.matmul(a, b, bias, c, dims)?;
+            return self.act_forward(act, c, c, dims.m, dims.n);
+        }
+        matmul::matmul(self, a, b, bias, c, dims, Epilogue::Act(act))
+    }
+
+    fn matmul_act_grad(
+        &mut self,
+        a: Buf,
+        b: Buf,
+        y: Buf,
+        c: Buf,
+        dims: MatmulDims,
+        act: Activation,
+    ) -> Result<()> {
+        if act == Activation::Softmax {
+            self.matmul(a, b, None, c, dims)?;
+            return self.act_backward(act, y, c, c, dims.m, dims.n);
+        }
+        matmul::matmul(self, a, b, None, c, dims, Epilogue::ActGrad(act, y))
     }
 
     fn col_sum(&mut self, a: Buf, rows: usize, cols: usize, out: Buf) -> Result<()> {

@@ -27,7 +27,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// The most storage buffers a kernel binds.
-const MAX_STORAGE: usize = 4;
+const MAX_STORAGE: usize = 5;
 /// Bind-group key for "no buffer": the backend's dummy buffer.
 const NONE: u32 = u32::MAX;
 /// Uniform slots in the arena; when all are used, pending work is submitted and the slots reused.
