@@ -2,9 +2,11 @@
 //   EPI_ACT:      c = f(op(a) · op(b) + bias)    a Dense layer and the activation after it;
 //   EPI_ACT_GRAD: c = (op(a) · op(b)) ⊙ f'(x)    an input gradient carried back through the
 //                                                 activation before the layer, f' read through
-//                                                 that activation's output y.
+//                                                 that activation's output y;
+//   EPI_SUMS:     c = op(a) · op(b) and also sums[i] = Σ_k op(a)[i, k]: a Dense layer's
+//                 weight gradient dYᵀ·X and its bias gradient Σ_rows dY in one pass over dY.
 // a: (m, k), or (k, m) used transposed when TRANS_A; b: (k, n), or (n, k) when TRANS_B;
-// bias: (n,); y: (m, n); c: (m, n). f is an elementwise activation of activation_fn.wgsl
+// bias: (n,); y: (m, n); c: (m, n); sums: (m,). f is an elementwise activation of activation_fn.wgsl
 // (prepended to this file).
 //
 // Each workgroup computes 64 x 64 tiles of c (looping over tiles when the grid is smaller than
@@ -27,12 +29,13 @@ struct Dims {
     epilogue: u32,
     act: u32,
     y_off: u32,
-    _pad: u32,
+    sums_off: u32,
 }
 
 const EPI_NONE: u32 = 0u;
 const EPI_ACT: u32 = 1u;
 const EPI_ACT_GRAD: u32 = 2u;
+const EPI_SUMS: u32 = 3u;
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -43,6 +46,7 @@ override TRANS_B: bool = false;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 @group(0) @binding(5) var<storage, read> y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> sums: array<f32>;
 
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
@@ -116,6 +120,10 @@ fn matmul(
             var acc1 = vec4<f32>(0.0);
             var acc2 = vec4<f32>(0.0);
             var acc3 = vec4<f32>(0.0);
+            // Σ_k op(a)[row, k] of this invocation's four rows, kept by the first column of
+            // invocations of the first column of tiles (EPI_SUMS), which see every k of them.
+            let keeps_sums = d.epilogue == EPI_SUMS && tn == 0u && lid.x == 0u;
+            var sum = vec4<f32>(0.0);
             for (var k0 = 0u; k0 < d.k; k0 += TILE_K) {
                 // 1024 elements of each tile, four per invocation, walked in memory order.
                 for (var e = 0u; e < 4u; e++) {
@@ -148,6 +156,9 @@ fn matmul(
                     acc1 += av.y * bv;
                     acc2 += av.z * bv;
                     acc3 += av.w * bv;
+                    if keeps_sums {
+                        sum += av;
+                    }
                 }
                 workgroupBarrier();
             }
@@ -157,6 +168,13 @@ fn matmul(
             store_row(row + 1u, col, acc1);
             store_row(row + 2u, col, acc2);
             store_row(row + 3u, col, acc3);
+            if keeps_sums {
+                for (var q = 0u; q < 4u; q++) {
+                    if row + q < d.m {
+                        sums[d.sums_off + row + q] = sum[q];
+                    }
+                }
+            }
         }
     }
 }

@@ -306,6 +306,60 @@ fn fused_matmul_activation_matches_cpu() {
     }
 }
 
+/// `c = aᵀ·op(b)` with the column sums of `a` from the same pass, written beside `c` in one
+/// allocation as a Dense layer's weight and bias gradients are, against the CPU's two ops.
+fn check_matmul_col_sum(p: &mut Pair, rng: &mut Rng, (m, k, n): (usize, usize, usize), tb: bool) {
+    let dims = MatmulDims {
+        m,
+        k,
+        n,
+        trans_a: true,
+        trans_b: tb,
+    };
+    let a = p.f32s(&uniform(rng, m * k + 3, -1.0, 1.0)).slice(3, m * k);
+    let b = p.f32s(&uniform(rng, k * n + 5, -1.0, 1.0)).slice(5, k * n);
+    let grads = p.out(m * n + m + 7);
+    let (c, sums) = (grads.slice(2, m * n), grads.slice(m * n + 5, m));
+    p.run(|be, g| be.matmul_col_sum(pick(a, g), pick(b, g), pick(c, g), dims, pick(sums, g)));
+    let what = format!("m={m} k={k} n={n} trans_b={tb}");
+    p.check(
+        &format!("matmul_col_sum product {what}"),
+        c,
+        2e-6 * k.max(1) as f32,
+        REL,
+    );
+    p.check(
+        &format!("matmul_col_sum sums {what}"),
+        sums,
+        2e-6 * k.max(1) as f32,
+        REL,
+    );
+}
+
+#[test]
+fn matmul_with_column_sums_matches_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(12);
+    // Several tiles each way (only the first column of tiles writes the sums), edges off
+    // every tile, an empty inner dimension (zero sums) and an empty product (sums alone).
+    let sizes = [
+        (1, 1, 1),
+        (130, 67, 200),
+        (45, 65, 33),
+        (7, 200, 3),
+        (5, 0, 9),
+        (9, 5, 0),
+    ];
+    for &size in &sizes {
+        for tb in [false, true] {
+            check_matmul_col_sum(&mut p, &mut rng, size, tb);
+        }
+    }
+    // A grid capped at 2 x 2 workgroups: each loops over tiles, the first tile column too.
+    p.gpu.set_max_workgroups_per_dimension(2);
+    check_matmul_col_sum(&mut p, &mut rng, (300, 20, 200), false);
+}
+
 // ---------------------------------------------------------------------------------------------
 // gather
 

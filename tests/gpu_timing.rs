@@ -323,9 +323,11 @@ fn bench_breakdown_uses_timestamps_where_it_can_and_lines_up_with_the_cpu() {
         gpu_names.contains("matmul A·Bᵀ 16x784x256 +bias +relu"),
         "{gpu_names:?}"
     );
-    // Every ReLU rides on a product, forward and backward: no activation dispatch is left.
+    // Every ReLU and every bias gradient rides on a product: no separate dispatch is left.
     assert!(
         gpu_names.contains("matmul A·B 16x128x256 ×relu'")
+            && gpu_names.contains("matmul Aᵀ·B 256x16x784 +col_sum")
+            && !gpu_names.iter().any(|n| n.starts_with("col_sum"))
             && !gpu_names.iter().any(|n| n.starts_with("relu ")),
         "{gpu_names:?}"
     );

@@ -197,6 +197,23 @@ pub trait Backend {
         self.act_backward(act, y, c, c, dims.m, dims.n)
     }
 
+    /// `c = aᵀ · op(b)` and `sums = Σ_rows a` (the column sums of `a` as stored): a Dense
+    /// layer's weight gradient dYᵀ·X and its bias gradient Σ dY, in one pass over dY.
+    /// `dims.trans_a` must be set; a: (k, m); b, c as [`Backend::matmul`]; sums: (m,). The
+    /// default records the two ops (the reference); a backend may fuse them into one pass.
+    fn matmul_col_sum(
+        &mut self,
+        a: Buf,
+        b: Buf,
+        c: Buf,
+        dims: MatmulDims,
+        sums: Buf,
+    ) -> Result<()> {
+        assert!(dims.trans_a, "matmul_col_sum takes a stored (k, m)");
+        self.matmul(a, b, None, c, dims)?;
+        self.col_sum(a, dims.k, dims.m, sums)
+    }
+
     /// Column sums: `out[j] = Σ_r a[r, j]` (bias gradients). a: (rows, cols) -> out: (cols,).
     fn col_sum(&mut self, a: Buf, rows: usize, cols: usize, out: Buf) -> Result<()>;
 

@@ -38,6 +38,11 @@ pub fn matmul_act_grad(d: &MatmulDims, act: Activation) -> String {
     format!("{} ×{act}'", matmul(d, false))
 }
 
+/// "matmul Aᵀ·B 256x128x784 +col_sum": a product and the column sums of its `a`, fused.
+pub fn matmul_col_sum(d: &MatmulDims) -> String {
+    format!("{} +col_sum", matmul(d, false))
+}
+
 pub fn col_sum(rows: usize, cols: usize) -> String {
     format!("col_sum {rows}x{cols}")
 }

@@ -137,6 +137,17 @@ impl Backend for Timed {
         let name = op_name::matmul_act_grad(&dims, act);
         self.time(name, |be| be.matmul_act_grad(a, b, y, c, dims, act))
     }
+    fn matmul_col_sum(
+        &mut self,
+        a: Buf,
+        b: Buf,
+        c: Buf,
+        dims: MatmulDims,
+        sums: Buf,
+    ) -> Result<()> {
+        let name = op_name::matmul_col_sum(&dims);
+        self.time(name, |be| be.matmul_col_sum(a, b, c, dims, sums))
+    }
     fn col_sum(&mut self, a: Buf, rows: usize, cols: usize, out: Buf) -> Result<()> {
         self.time(op_name::col_sum(rows, cols), |b| {
             b.col_sum(a, rows, cols, out)

@@ -284,11 +284,11 @@ impl Network {
                 Layer::Dense { inputs: k, outputs } => {
                     slot -= 1;
                     let (dw, db) = self.grad_views(slot);
-                    // dW = dYᵀ · X: (outputs, rows) · (rows, k) -> (outputs, k)
-                    b.matmul(
+                    // dW = dYᵀ · X: (outputs, rows) · (rows, k) -> (outputs, k), and
+                    // db = Σ_rows dY: (rows, outputs) -> (outputs,)
+                    b.matmul_col_sum(
                         g,
                         inputs[i],
-                        None,
                         dw,
                         MatmulDims {
                             m: outputs,
@@ -297,9 +297,8 @@ impl Network {
                             trans_a: true,
                             trans_b: false,
                         },
+                        db,
                     )?;
-                    // db = Σ_rows dY: (rows, outputs) -> (outputs,)
-                    b.col_sum(g, rows, outputs, db)?;
                     if i > first_dense {
                         let (w, _) = self.param_views(slot);
                         // dX = dY · W: (rows, outputs) · (outputs, k) -> (rows, k)

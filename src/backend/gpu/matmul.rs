@@ -17,8 +17,15 @@ static SHADER: Shader = Shader {
     ),
 };
 
-/// a, b, bias (read), c (written), y (read).
-const STORAGE: &[(u32, bool)] = &[(1, true), (2, true), (3, true), (4, false), (5, true)];
+/// a, b, bias (read), c (written), y (read), sums (written).
+const STORAGE: &[(u32, bool)] = &[
+    (1, true),
+    (2, true),
+    (3, true),
+    (4, false),
+    (5, true),
+    (6, false),
+];
 
 /// What the kernel does to each output after the product and the bias.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -28,6 +35,8 @@ pub(super) enum Epilogue {
     Act(Activation),
     /// `c = c ⊙ f'(x)`, read through the activation's output `y`, (m, n).
     ActGrad(Activation, Buf),
+    /// Also `sums[i] = Σ_k op(a)[i, k]`, (m,).
+    Sums(Buf),
 }
 
 const fn spec(label: &'static str, constants: &'static [(&'static str, f64)]) -> KernelSpec {
@@ -62,7 +71,7 @@ struct Dims {
     epilogue: u32,
     act: u32,
     y_off: u32,
-    _pad: u32,
+    sums_off: u32,
 }
 
 // a: (m, k) | (k, m)ᵀ, b: (k, n) | (n, k)ᵀ, bias: (n,), y: (m, n) -> c: (m, n)
@@ -88,17 +97,37 @@ pub(super) fn matmul(
         expect_dtype("matmul bias", bias, DType::F32);
         distinct(c, &[bias]);
     }
-    let (epi, act, y) = match epilogue {
-        Epilogue::None => (0, 0, None),
-        Epilogue::Act(act) => (1, code(act), None),
+    let (epi, act, y, sums) = match epilogue {
+        Epilogue::None => (0, 0, None, None),
+        Epilogue::Act(act) => (1, code(act), None, None),
         Epilogue::ActGrad(act, y) => {
             check_len("matmul activation output", y, m * n)?;
             expect_dtype("matmul activation output", y, DType::F32);
             distinct(c, &[y]);
-            (2, code(act), Some(y))
+            (2, code(act), Some(y), None)
+        }
+        Epilogue::Sums(sums) => {
+            check_len("matmul row sums", sums, m)?;
+            expect_dtype("matmul row sums", sums, DType::F32);
+            assert!(
+                d.trans_a,
+                "row sums of op(a) are column sums of a stored (k, m)"
+            );
+            distinct(sums, &[a, b]);
+            assert!(
+                sums.id != c.id
+                    || sums.offset >= c.offset + c.len
+                    || c.offset >= sums.offset + sums.len,
+                "matmul row sums overlap the product"
+            );
+            (3, 0, None, Some(sums))
         }
     };
     if m == 0 || n == 0 {
+        if let (Some(sums), true) = (sums, m > 0) {
+            // No product to ride on.
+            return super::reduce::col_sum(g, a, k, m, sums);
+        }
         return Ok(());
     }
     let spec = match (d.trans_a, d.trans_b) {
@@ -119,7 +148,7 @@ pub(super) fn matmul(
         epilogue: epi,
         act,
         y_off: y.map_or(0, |y| y.offset),
-        _pad: 0,
+        sums_off: sums.map_or(0, |s| s.offset),
     };
     // The kernel loops over tiles beyond the grid, so any m and n fit.
     let groups = [g.tiles(n.div_ceil(TILE)), g.tiles(m.div_ceil(TILE)), 1];
@@ -127,10 +156,11 @@ pub(super) fn matmul(
         Epilogue::None => op_name::matmul(&d, bias.is_some()),
         Epilogue::Act(act) => op_name::matmul_act(&d, bias.is_some(), act),
         Epilogue::ActGrad(act, _) => op_name::matmul_act_grad(&d, act),
+        Epilogue::Sums(_) => op_name::matmul_col_sum(&d),
     };
     g.record(
         spec,
-        &[Some(a), Some(b), bias, Some(c), y],
+        &[Some(a), Some(b), bias, Some(c), y, sums],
         &dims,
         groups,
         name,

@@ -224,6 +224,17 @@ impl Backend for GpuBackend {
         matmul::matmul(self, a, b, bias, c, dims, Epilogue::Act(act))
     }
 
+    fn matmul_col_sum(
+        &mut self,
+        a: Buf,
+        b: Buf,
+        c: Buf,
+        dims: MatmulDims,
+        sums: Buf,
+    ) -> Result<()> {
+        matmul::matmul(self, a, b, None, c, dims, Epilogue::Sums(sums))
+    }
+
     fn matmul_act_grad(
         &mut self,
         a: Buf,

@@ -27,8 +27,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// The most storage buffers a kernel binds.
-const MAX_STORAGE: usize = 5;
-/// Bind-group key for "no buffer": the backend's dummy buffer.
+const MAX_STORAGE: usize = 6;
+/// Bind-group key for "no buffer": one of the backend's dummy buffers.
 const NONE: u32 = u32::MAX;
 /// Uniform slots in the arena; when all are used, pending work is submitted and the slots reused.
 const UNIFORM_SLOTS: u32 = 1024;
@@ -58,7 +58,11 @@ struct Dispatch {
 pub(super) struct Recorder {
     pub allocs: Vec<Alloc>,
     /// Bound in place of an absent optional buffer (a matmul's bias, a loss's gradient).
+    /// Bound where a kernel's read-only binding is unused.
     dummy: wgpu::Buffer,
+    /// Bound where a writable binding is unused: one buffer bound both read-only and writable
+    /// in one dispatch would be a usage conflict.
+    dummy_rw: wgpu::Buffer,
     uniforms: wgpu::Buffer,
     /// Bytes between uniform slots: the block size rounded up to the adapter's alignment.
     stride: u64,
@@ -83,6 +87,12 @@ impl Recorder {
             allocs: Vec::new(),
             dummy: device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("unused binding"),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            }),
+            dummy_rw: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("unused writable binding"),
                 size: 16,
                 usage: wgpu::BufferUsages::STORAGE,
                 mapped_at_creation: false,
@@ -456,9 +466,10 @@ impl GpuBackend {
                 size: wgpu::BufferSize::new(UNIFORM_BYTES),
             }),
         }];
-        for (&(binding, _), &id) in spec.storage.iter().zip(key) {
+        for (&(binding, read_only), &id) in spec.storage.iter().zip(key) {
             let buffer = match id {
-                NONE => &self.rec.dummy,
+                NONE if read_only => &self.rec.dummy,
+                NONE => &self.rec.dummy_rw,
                 id => &self.rec.allocs[id as usize].buffer,
             };
             entries.push(wgpu::BindGroupEntry {
