@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The GPU measurements of the benchmark issue in one run, on a machine with an NVIDIA GPU and
+# PyTorch but no Rust toolchain and no network (as the lent H100 is). On the build machine,
+# from the repository root:
+#
+#   cargo build --release
+#   mkdir -p .carry/fashion-mnist
+#   strip -o .carry/wgtrain target/release/wgtrain
+#   cp /usr/share/datasets/fashion-mnist/*.gz .carry/fashion-mnist/
+#   mkdir -p .gl .apt-lists/partial
+#   o="-oAPT::Architecture=amd64 -oDir::State::Lists=$PWD/.apt-lists"
+#   apt-get $o update && (cd .gl && apt-get $o download libvulkan1)   # the Vulkan loader
+#
+# then, with .carry and .gl carried to the GPU machine, in the repository root there:
+#
+#   benches/gpu_lease.sh            # writes to $OUT, else ./gpu-results
+#
+# It prints the device, trains the standard model on the GPU (accuracy check), then runs
+# `wgtrain bench --backend gpu` with PyTorch eager and PyTorch CUDA-graph peers on the same GPU
+# in the same run, and a last table. Nothing here changes the GPU's settings.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-results}
+mkdir -p "$out"
+bin=${WGTRAIN_BIN:-.carry/wgtrain}
+
+# The Vulkan loader, unpacked from the carried .deb where the machine has none; the NVIDIA
+# driver's ICD is already there.
+if ! ldconfig -p | grep -q libvulkan.so.1; then
+  for f in .gl/*.deb; do
+    [ -e "$f" ] && dpkg -x "$f" /
+  done
+  ldconfig
+fi
+export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
+export WGPU_BACKEND=vulkan PYTHONUNBUFFERED=1
+if [ -d .carry/fashion-mnist ]; then
+  export WGTRAIN_FASHION_MNIST_DIR=$PWD/.carry/fashion-mnist
+fi
+
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv \
+  | tee "$out/device.txt"
+"$bin" devices 2>&1 | tee -a "$out/device.txt" || { echo "wgtrain devices failed"; exit 1; }
+
+echo "== train: standard model, Fashion-MNIST, 5 epochs, batch 128, GPU"
+"$bin" train --backend gpu --data fashion-mnist --epochs 5 --batch-size 128 --json 2>&1 \
+  | tee "$out/train.txt"
+
+echo "== bench: gpu vs PyTorch eager and CUDA graph"
+"$bin" bench --backend gpu \
+  --peer "python3 benches/peers/pytorch_peer.py --device cuda" \
+  --peer "python3 benches/peers/pytorch_peer.py --device cuda --graph" \
+  --ratio gpu,pytorch-cuda --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
