@@ -178,3 +178,142 @@ fn matmul(
         }
     }
 }
+
+// The same product with 128 x 128 output tiles and 8 x 8 outputs per invocation, for large
+// matrices: four vec4 reads of workgroup memory feed 64 multiply-adds (the 64 x 64 kernel
+// above does 16 per two), so on GPUs whose workgroup memory bandwidth bounds the small kernel
+// this one can run closer to the arithmetic peak; it needs 4x fewer tiles, so it is chosen only
+// when the product has many (src/backend/gpu/matmul.rs). Invocation (x, y) owns rows
+// 4y .. 4y+4 and 64+4y .. 64+4y+4 of the tile and the same two groups of columns in x, so each
+// of its reads is one vec4 and neighbours read neighbouring vectors.
+
+const BIG: u32 = 128u;
+const BIG_K: u32 = 16u;
+// BIG / 4: vectors per k-row of a big tile.
+const BIG_V: u32 = 32u;
+
+// big_a[kk * 32 + i / 4][i % 4] = op(a)[row0 + i, k0 + kk];
+// big_b[kk * 32 + j / 4][j % 4] = op(b)[k0 + kk, col0 + j].
+var<workgroup> big_a: array<vec4<f32>, 512>;
+var<workgroup> big_b: array<vec4<f32>, 512>;
+
+@compute @workgroup_size(16, 16)
+fn matmul_big(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let tiles_m = (d.m + BIG - 1u) / BIG;
+    let tiles_n = (d.n + BIG - 1u) / BIG;
+    let t = lid.y * SIDE + lid.x;
+    for (var tm = wid.y; tm < tiles_m; tm += nwg.y) {
+        for (var tn = wid.x; tn < tiles_n; tn += nwg.x) {
+            let row0 = tm * BIG;
+            let col0 = tn * BIG;
+            // c<r><h>: row r of the invocation's eight (0-3: 4y + r, 4-7: 64 + 4y + r - 4),
+            // column group h (0: 4x .. 4x+4, 1: 64 + 4x ..).
+            var c00 = vec4<f32>(0.0);
+            var c01 = vec4<f32>(0.0);
+            var c10 = vec4<f32>(0.0);
+            var c11 = vec4<f32>(0.0);
+            var c20 = vec4<f32>(0.0);
+            var c21 = vec4<f32>(0.0);
+            var c30 = vec4<f32>(0.0);
+            var c31 = vec4<f32>(0.0);
+            var c40 = vec4<f32>(0.0);
+            var c41 = vec4<f32>(0.0);
+            var c50 = vec4<f32>(0.0);
+            var c51 = vec4<f32>(0.0);
+            var c60 = vec4<f32>(0.0);
+            var c61 = vec4<f32>(0.0);
+            var c70 = vec4<f32>(0.0);
+            var c71 = vec4<f32>(0.0);
+            let keeps_sums = d.epilogue == EPI_SUMS && tn == 0u && lid.x == 0u;
+            var sum0 = vec4<f32>(0.0);
+            var sum1 = vec4<f32>(0.0);
+            for (var k0 = 0u; k0 < d.k; k0 += BIG_K) {
+                // 2048 elements of each tile, eight per invocation, walked in memory order.
+                for (var e = 0u; e < 8u; e++) {
+                    let idx = t + e * THREADS;
+                    var i: u32;
+                    var kk: u32;
+                    if TRANS_A {
+                        kk = idx / BIG;
+                        i = idx % BIG;
+                    } else {
+                        i = idx / BIG_K;
+                        kk = idx % BIG_K;
+                    }
+                    big_a[kk * BIG_V + i / 4u][i % 4u] = a_at(row0 + i, k0 + kk);
+                    var j: u32;
+                    if TRANS_B {
+                        j = idx / BIG_K;
+                        kk = idx % BIG_K;
+                    } else {
+                        kk = idx / BIG;
+                        j = idx % BIG;
+                    }
+                    big_b[kk * BIG_V + j / 4u][j % 4u] = b_at(k0 + kk, col0 + j);
+                }
+                workgroupBarrier();
+                for (var kk = 0u; kk < BIG_K; kk++) {
+                    let a0 = big_a[kk * BIG_V + lid.y];
+                    let a1 = big_a[kk * BIG_V + 16u + lid.y];
+                    let b0 = big_b[kk * BIG_V + lid.x];
+                    let b1 = big_b[kk * BIG_V + 16u + lid.x];
+                    c00 += a0.x * b0;
+                    c01 += a0.x * b1;
+                    c10 += a0.y * b0;
+                    c11 += a0.y * b1;
+                    c20 += a0.z * b0;
+                    c21 += a0.z * b1;
+                    c30 += a0.w * b0;
+                    c31 += a0.w * b1;
+                    c40 += a1.x * b0;
+                    c41 += a1.x * b1;
+                    c50 += a1.y * b0;
+                    c51 += a1.y * b1;
+                    c60 += a1.z * b0;
+                    c61 += a1.z * b1;
+                    c70 += a1.w * b0;
+                    c71 += a1.w * b1;
+                    if keeps_sums {
+                        sum0 += a0;
+                        sum1 += a1;
+                    }
+                }
+                workgroupBarrier();
+            }
+            let r0 = row0 + 4u * lid.y;
+            let r1 = r0 + 64u;
+            let h0 = col0 + 4u * lid.x;
+            let h1 = h0 + 64u;
+            store_row(r0, h0, c00);
+            store_row(r0, h1, c01);
+            store_row(r0 + 1u, h0, c10);
+            store_row(r0 + 1u, h1, c11);
+            store_row(r0 + 2u, h0, c20);
+            store_row(r0 + 2u, h1, c21);
+            store_row(r0 + 3u, h0, c30);
+            store_row(r0 + 3u, h1, c31);
+            store_row(r1, h0, c40);
+            store_row(r1, h1, c41);
+            store_row(r1 + 1u, h0, c50);
+            store_row(r1 + 1u, h1, c51);
+            store_row(r1 + 2u, h0, c60);
+            store_row(r1 + 2u, h1, c61);
+            store_row(r1 + 3u, h0, c70);
+            store_row(r1 + 3u, h1, c71);
+            if keeps_sums {
+                for (var q = 0u; q < 4u; q++) {
+                    if r0 + q < d.m {
+                        sums[d.sums_off + r0 + q] = sum0[q];
+                    }
+                    if r1 + q < d.m {
+                        sums[d.sums_off + r1 + q] = sum1[q];
+                    }
+                }
+            }
+        }
+    }
+}

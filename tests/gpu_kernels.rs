@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 use wgtrain::backend::cpu::CpuBackend;
-use wgtrain::backend::gpu::{GpuBackend, list_adapters};
+use wgtrain::backend::gpu::{GpuBackend, MatmulTiles, list_adapters};
 use wgtrain::backend::{ACC_LEN, Backend, Buf, DType, MatmulDims, STATS_PER_ROW};
 use wgtrain::model::{Activation, LossKind};
 use wgtrain::optim::{OptimizerConfig, OptimizerKind};
@@ -209,15 +209,23 @@ fn matmul_matches_cpu_in_every_form() {
         (5, 200, 7),
         (64, 16, 64),
         (3, 0, 5),
+        (128, 16, 128),
+        (257, 33, 131),
     ];
-    for &(m, k, n) in &sizes {
-        for (ta, tb) in FORMS {
-            for bias in [false, true] {
-                check_matmul(&mut p, &mut rng, (m, k, n), (ta, tb), bias);
+    for tiles in KERNELS {
+        p.gpu.set_matmul_tiles(tiles);
+        for &(m, k, n) in &sizes {
+            for (ta, tb) in FORMS {
+                for bias in [false, true] {
+                    check_matmul(&mut p, &mut rng, (m, k, n), (ta, tb), bias);
+                }
             }
         }
     }
 }
+
+/// Both matmul kernels (64 x 64 and 128 x 128 tiles), forced, whatever size picks one.
+const KERNELS: [MatmulTiles; 2] = [MatmulTiles::Small, MatmulTiles::Big];
 
 #[test]
 fn matmul_with_more_rows_than_one_grid_dimension() {
@@ -227,8 +235,11 @@ fn matmul_with_more_rows_than_one_grid_dimension() {
     check_matmul(&mut p, &mut rng, (70_000, 2, 3), (false, true), true);
     // A grid capped at 2 x 2 workgroups: every workgroup loops over many tiles.
     p.gpu.set_max_workgroups_per_dimension(2);
-    for form in FORMS {
-        check_matmul(&mut p, &mut rng, (300, 20, 200), form, true);
+    for tiles in KERNELS {
+        p.gpu.set_matmul_tiles(tiles);
+        for form in FORMS {
+            check_matmul(&mut p, &mut rng, (300, 20, 200), form, true);
+        }
     }
 }
 
@@ -254,7 +265,12 @@ fn fused_matmul_activation_matches_cpu() {
         (64, 16, 64),
         (3, 0, 5),
     ];
-    for act in FUSABLE.into_iter().chain([Activation::Softmax]) {
+    for (act, tiles) in FUSABLE
+        .into_iter()
+        .chain([Activation::Softmax])
+        .flat_map(|act| KERNELS.map(|tiles| (act, tiles)))
+    {
+        p.gpu.set_matmul_tiles(tiles);
         for &(m, k, n) in &sizes {
             for (ta, tb) in FORMS {
                 let dims = MatmulDims {
@@ -276,7 +292,7 @@ fn fused_matmul_activation_matches_cpu() {
                 let y = p
                     .f32s(&uniform(&mut rng, m * n + 4, -1.0, 1.0))
                     .slice(4, m * n);
-                let what = format!("m={m} k={k} n={n} trans_a={ta} trans_b={tb} {act:?}");
+                let what = format!("m={m} k={k} n={n} trans_a={ta} trans_b={tb} {act:?} {tiles:?}");
 
                 let c = p.out(m * n + 2).slice(2, m * n);
                 p.run(|be, g| {
@@ -350,14 +366,20 @@ fn matmul_with_column_sums_matches_cpu() {
         (5, 0, 9),
         (9, 5, 0),
     ];
-    for &size in &sizes {
-        for tb in [false, true] {
-            check_matmul_col_sum(&mut p, &mut rng, size, tb);
+    for tiles in KERNELS {
+        p.gpu.set_matmul_tiles(tiles);
+        for &size in &sizes {
+            for tb in [false, true] {
+                check_matmul_col_sum(&mut p, &mut rng, size, tb);
+            }
         }
     }
     // A grid capped at 2 x 2 workgroups: each loops over tiles, the first tile column too.
     p.gpu.set_max_workgroups_per_dimension(2);
-    check_matmul_col_sum(&mut p, &mut rng, (300, 20, 200), false);
+    for tiles in KERNELS {
+        p.gpu.set_matmul_tiles(tiles);
+        check_matmul_col_sum(&mut p, &mut rng, (300, 20, 200), false);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -39,23 +39,82 @@ pub(super) enum Epilogue {
     Sums(Buf),
 }
 
-const fn spec(label: &'static str, constants: &'static [(&'static str, f64)]) -> KernelSpec {
+const fn spec(
+    label: &'static str,
+    entry: &'static str,
+    constants: &'static [(&'static str, f64)],
+) -> KernelSpec {
     KernelSpec {
         label,
         shader: &SHADER,
-        entry: "matmul",
+        entry,
         constants,
         storage: STORAGE,
     }
 }
 
-static NN: KernelSpec = spec("matmul", &[("TRANS_A", 0.0), ("TRANS_B", 0.0)]);
-static NT: KernelSpec = spec("matmul_bt", &[("TRANS_A", 0.0), ("TRANS_B", 1.0)]);
-static TN: KernelSpec = spec("matmul_at", &[("TRANS_A", 1.0), ("TRANS_B", 0.0)]);
-static TT: KernelSpec = spec("matmul_at_bt", &[("TRANS_A", 1.0), ("TRANS_B", 1.0)]);
+const FORM_NN: &[(&str, f64)] = &[("TRANS_A", 0.0), ("TRANS_B", 0.0)];
+const FORM_NT: &[(&str, f64)] = &[("TRANS_A", 0.0), ("TRANS_B", 1.0)];
+const FORM_TN: &[(&str, f64)] = &[("TRANS_A", 1.0), ("TRANS_B", 0.0)];
+const FORM_TT: &[(&str, f64)] = &[("TRANS_A", 1.0), ("TRANS_B", 1.0)];
 
-/// Output tile of one workgroup (both dimensions), as in the shader.
+/// 64 x 64 output tiles, 4 x 4 outputs per invocation.
+static NN: KernelSpec = spec("matmul", "matmul", FORM_NN);
+static NT: KernelSpec = spec("matmul_bt", "matmul", FORM_NT);
+static TN: KernelSpec = spec("matmul_at", "matmul", FORM_TN);
+static TT: KernelSpec = spec("matmul_at_bt", "matmul", FORM_TT);
+/// 128 x 128 output tiles, 8 x 8 outputs per invocation.
+static NN_BIG: KernelSpec = spec("matmul_big", "matmul_big", FORM_NN);
+static NT_BIG: KernelSpec = spec("matmul_big_bt", "matmul_big", FORM_NT);
+static TN_BIG: KernelSpec = spec("matmul_big_at", "matmul_big", FORM_TN);
+static TT_BIG: KernelSpec = spec("matmul_big_at_bt", "matmul_big", FORM_TT);
+
+/// Output tile sides of the two kernels, as in the shader.
 const TILE: usize = 64;
+const BIG_TILE: usize = 128;
+
+/// Which of the two kernels products use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MatmulTiles {
+    /// Per adapter and shape. On a software adapter (lavapipe and the like, which run
+    /// workgroups on a few CPU threads), 128 x 128 unless the product is no more than one
+    /// small tile wide or tall: measured there 1.6-2x faster from 128x128x256 to 2048³, 2x
+    /// slower on 128x128x10. On a GPU, 128 x 128 where that still makes [`BIG_TILES_MIN`]
+    /// tiles or more, else 64 x 64.
+    #[default]
+    Auto,
+    /// 64 x 64 tiles always.
+    Small,
+    /// 128 x 128 tiles always.
+    Big,
+}
+
+/// With fewer big tiles than this, a GPU of a hundred-odd compute units would sit partly idle:
+/// the 64 x 64 kernel makes four times as many workgroups. 256 = 2048 x 2048 outputs. (A rule
+/// of thumb, not yet measured on such a GPU: `WGTRAIN_MATMUL_TILES` lets `wgtrain bench`
+/// compare the kernels there.)
+const BIG_TILES_MIN: usize = 256;
+
+impl MatmulTiles {
+    /// `WGTRAIN_MATMUL_TILES=auto|64|128`, for measuring the kernels against each other with
+    /// `wgtrain bench` on a new GPU; unset (or anything else) is `Auto`.
+    pub fn from_env() -> MatmulTiles {
+        match std::env::var("WGTRAIN_MATMUL_TILES").as_deref() {
+            Ok("64") => MatmulTiles::Small,
+            Ok("128") => MatmulTiles::Big,
+            _ => MatmulTiles::Auto,
+        }
+    }
+
+    fn big(self, software: bool, m: usize, n: usize) -> bool {
+        match self {
+            MatmulTiles::Auto if software => m > TILE && n > TILE,
+            MatmulTiles::Auto => m.div_ceil(BIG_TILE) * n.div_ceil(BIG_TILE) >= BIG_TILES_MIN,
+            MatmulTiles::Small => false,
+            MatmulTiles::Big => true,
+        }
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -130,12 +189,19 @@ pub(super) fn matmul(
         }
         return Ok(());
     }
-    let spec = match (d.trans_a, d.trans_b) {
-        (false, false) => &NN,
-        (false, true) => &NT,
-        (true, false) => &TN,
-        (true, true) => &TT,
+    let software = g.ctx.info.device_type == wgpu::DeviceType::Cpu;
+    let big = g.matmul_tiles.big(software, m, n);
+    let spec = match (d.trans_a, d.trans_b, big) {
+        (false, false, false) => &NN,
+        (false, true, false) => &NT,
+        (true, false, false) => &TN,
+        (true, true, false) => &TT,
+        (false, false, true) => &NN_BIG,
+        (false, true, true) => &NT_BIG,
+        (true, false, true) => &TN_BIG,
+        (true, true, true) => &TT_BIG,
     };
+    let tile = if big { BIG_TILE } else { TILE };
     let dims = Dims {
         m: m as u32,
         k: k as u32,
@@ -151,7 +217,7 @@ pub(super) fn matmul(
         sums_off: sums.map_or(0, |s| s.offset),
     };
     // The kernel loops over tiles beyond the grid, so any m and n fit.
-    let groups = [g.tiles(n.div_ceil(TILE)), g.tiles(m.div_ceil(TILE)), 1];
+    let groups = [g.tiles(n.div_ceil(tile)), g.tiles(m.div_ceil(tile)), 1];
     let name = || match epilogue {
         Epilogue::None => op_name::matmul(&d, bias.is_some()),
         Epilogue::Act(act) => op_name::matmul_act(&d, bias.is_some(), act),
@@ -165,4 +231,27 @@ pub(super) fn matmul(
         groups,
         name,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MatmulTiles::{Auto, Big, Small};
+
+    #[test]
+    fn auto_picks_big_tiles_where_they_pay() {
+        // Software adapters: big unless one small tile covers a side.
+        assert!(Auto.big(true, 128, 256));
+        assert!(Auto.big(true, 65, 65));
+        assert!(!Auto.big(true, 128, 10));
+        assert!(!Auto.big(true, 64, 4096));
+        // GPUs: big only with at least 256 big tiles (2048 x 2048 outputs).
+        assert!(!Auto.big(false, 1024, 1024));
+        assert!(!Auto.big(false, 128, 784));
+        assert!(Auto.big(false, 2048, 2048));
+        assert!(Auto.big(false, 4096, 4096));
+        assert!(Auto.big(false, 60_000, 256));
+        // Forced either way.
+        assert!(Big.big(false, 1, 1) && Big.big(true, 1, 1));
+        assert!(!Small.big(false, 4096, 4096) && !Small.big(true, 4096, 4096));
+    }
 }

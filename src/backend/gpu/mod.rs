@@ -23,12 +23,14 @@ use crate::Result;
 use crate::model::{Activation, LossKind};
 use context::Context;
 use matmul::Epilogue;
+pub use matmul::MatmulTiles;
 use recorder::Recorder;
 use std::sync::Arc;
 
 pub struct GpuBackend {
     ctx: Arc<Context>,
     rec: Recorder,
+    matmul_tiles: MatmulTiles,
 }
 
 impl GpuBackend {
@@ -41,7 +43,11 @@ impl GpuBackend {
 
     fn on(ctx: Arc<Context>) -> GpuBackend {
         let rec = Recorder::new(&ctx.device, &ctx.limits);
-        GpuBackend { ctx, rec }
+        GpuBackend {
+            ctx,
+            rec,
+            matmul_tiles: MatmulTiles::from_env(),
+        }
     }
 
     /// Another backend on the same device, with its own buffers: it shares the compiled
@@ -61,6 +67,12 @@ impl GpuBackend {
     pub fn set_max_workgroups_per_dimension(&mut self, n: u32) {
         assert!(n > 0);
         self.rec.max_groups = n.min(self.ctx.limits.max_compute_workgroups_per_dimension);
+    }
+
+    /// Which matmul kernel products use (tests run both on every shape).
+    #[doc(hidden)]
+    pub fn set_matmul_tiles(&mut self, tiles: MatmulTiles) {
+        self.matmul_tiles = tiles;
     }
 
     /// Test hook: destroys the device, as a driver reset or a removed GPU would, so tests can
