@@ -17,7 +17,8 @@
 #
 # It prints the device, trains the standard model on the GPU (accuracy check), then runs
 # `wgtrain bench --backend gpu` with PyTorch eager and PyTorch CUDA-graph peers on the same GPU
-# in the same run, and a last table. Nothing here changes the GPU's settings.
+# in the same run, then the bench again with each matmul kernel forced (WGTRAIN_MATMUL_TILES).
+# Nothing here changes the GPU's settings.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-results}
@@ -51,3 +52,10 @@ echo "== bench: gpu vs PyTorch eager and CUDA graph"
   --peer "python3 benches/peers/pytorch_peer.py --device cuda" \
   --peer "python3 benches/peers/pytorch_peer.py --device cuda --graph" \
   --ratio gpu,pytorch-cuda --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
+
+# The two matmul kernels against each other (the default picks per shape by a rule of thumb).
+for tiles in 64 128; do
+  echo "== bench: gpu with every matmul on ${tiles}x${tiles} tiles"
+  WGTRAIN_MATMUL_TILES=$tiles "$bin" bench --backend gpu --json "$out/bench-tiles-$tiles.json" \
+    2>&1 | tee "$out/bench-tiles-$tiles.txt"
+done
