@@ -81,9 +81,10 @@ fn update(
             let v = d.beta2 * state2[s2i] + (1.0 - d.beta2) * g * g;
             state1[s1i] = m;
             state2[s2i] = v;
-            let m_hat = m / d.bias_correction1;
-            let v_hat = v / d.bias_correction2;
-            param[d.p_off + i] = p * d.decay - d.lr * m_hat / (sqrt(v_hat) + d.eps);
+            // m̂ / (√v̂ + ε) arranged as PyTorch and the CPU backend do it.
+            let step = d.lr / d.bias_correction1;
+            let inv_sqrt_c2 = 1.0 / sqrt(d.bias_correction2);
+            param[d.p_off + i] = p * d.decay - step * m / (sqrt(v) * inv_sqrt_c2 + d.eps);
         }
     }
 }

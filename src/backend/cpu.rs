@@ -767,16 +767,16 @@ fn update_slices(u: &UpdateParams, p: &mut [f32], g: &[f32], s1: &mut [f32], s2:
             }
         }
         OptimizerKind::Adagrad => {
-            for i in 0..p.len() {
-                s1[i] += g[i] * g[i];
-                p[i] -= lr * g[i] / (s1[i].sqrt() + u.eps);
+            for ((p, &g), s) in p.iter_mut().zip(g).zip(s1) {
+                *s += g * g;
+                *p -= lr * g / (s.sqrt() + u.eps);
             }
         }
         OptimizerKind::Rmsprop => {
             let rho = u.beta2;
-            for i in 0..p.len() {
-                s1[i] = rho * s1[i] + (1.0 - rho) * g[i] * g[i];
-                p[i] -= lr * g[i] / (s1[i].sqrt() + u.eps);
+            for ((p, &g), s) in p.iter_mut().zip(g).zip(s1) {
+                *s = rho * *s + (1.0 - rho) * g * g;
+                *p -= lr * g / (s.sqrt() + u.eps);
             }
         }
         OptimizerKind::Adam | OptimizerKind::Adamw => {
@@ -785,12 +785,15 @@ fn update_slices(u: &UpdateParams, p: &mut [f32], g: &[f32], s1: &mut [f32], s2:
             } else {
                 1.0
             };
-            for i in 0..p.len() {
-                s1[i] = u.beta1 * s1[i] + (1.0 - u.beta1) * g[i];
-                s2[i] = u.beta2 * s2[i] + (1.0 - u.beta2) * g[i] * g[i];
-                let m_hat = s1[i] / u.bias_correction1;
-                let v_hat = s2[i] / u.bias_correction2;
-                p[i] = p[i] * decay - lr * m_hat / (v_hat.sqrt() + u.eps);
+            // PyTorch's arrangement: m̂ / (√v̂ + ε) = (m / c1) / (√v · (1 / √c2) + ε), with the
+            // corrections folded into two scalars, leaves one division and one square root per
+            // element (the loop is bound by them).
+            let step = lr / u.bias_correction1;
+            let inv_sqrt_c2 = 1.0 / u.bias_correction2.sqrt();
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(s1).zip(s2) {
+                *m = u.beta1 * *m + (1.0 - u.beta1) * g;
+                *v = u.beta2 * *v + (1.0 - u.beta2) * g * g;
+                *p = *p * decay - step * *m / (v.sqrt() * inv_sqrt_c2 + u.eps);
             }
         }
     }
