@@ -312,13 +312,39 @@ fn bench_breakdown_uses_timestamps_where_it_can_and_lines_up_with_the_cpu() {
         BreakdownSource::SyncedOps
     };
     assert_eq!(gpu_source, expected);
-    for (name, secs) in cpu.iter().chain(&gpu) {
-        assert!(secs.is_finite() && *secs >= 0.0, "{name}: {secs}");
+    for t in cpu.iter().chain(&gpu) {
+        assert!(t.seconds.is_finite() && t.seconds >= 0.0, "{t:?}");
+        // Every kernel has a cost, so a floor; matmuls have FLOPs (2mkn).
+        if !["upload indices", "read back"].contains(&t.op.name.as_str()) {
+            assert!(
+                t.op.bytes > 0.0 && t.floor_seconds(1.0, 1.0).is_some(),
+                "{t:?}"
+            );
+        }
+        assert_eq!(t.op.name.starts_with("matmul"), t.op.flops > 0.0, "{t:?}");
+    }
+    let fwd = gpu
+        .iter()
+        .find(|t| t.op.name == "matmul A·Bᵀ 16x784x256 +bias +relu")
+        .expect("the first layer's forward");
+    assert_eq!(fwd.op.flops, 2.0 * 16.0 * 784.0 * 256.0);
+    assert_eq!(
+        fwd.op.bytes,
+        4.0 * (16.0 * 784.0 + 784.0 * 256.0 + 16.0 * 256.0 + 256.0)
+    );
+    // The same op costs the same on both backends.
+    for g in &gpu {
+        if let Some(c) = cpu.iter().find(|c| c.op.name == g.op.name) {
+            assert_eq!(c.op, g.op);
+        }
     }
     // Slowest first.
-    assert!(gpu.windows(2).all(|w| w[0].1 >= w[1].1), "{gpu:?}");
-    let cpu_names: BTreeSet<&str> = cpu.iter().map(|(n, _)| n.as_str()).collect();
-    let gpu_names: BTreeSet<&str> = gpu.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        gpu.windows(2).all(|w| w[0].seconds >= w[1].seconds),
+        "{gpu:?}"
+    );
+    let cpu_names: BTreeSet<&str> = cpu.iter().map(|t| t.op.name.as_str()).collect();
+    let gpu_names: BTreeSet<&str> = gpu.iter().map(|t| t.op.name.as_str()).collect();
     assert!(
         gpu_names.contains("matmul A·Bᵀ 16x784x256 +bias +relu"),
         "{gpu_names:?}"

@@ -109,12 +109,15 @@ pub struct UpdateParams {
 }
 
 /// The device time of one kernel over a timed run: `calls` dispatches named `name` (the op and
-/// its shape, as [`Backend::take_kernel_times`] documents) took `seconds` in all.
+/// its shape, as [`Backend::take_kernel_times`] documents) took `seconds` in all; each does
+/// `flops` and must move `bytes` ([`op_name::OpLabel`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelTime {
     pub name: String,
     pub calls: usize,
     pub seconds: f64,
+    pub flops: f64,
+    pub bytes: f64,
 }
 
 /// A compute backend. Implementations: [`cpu::CpuBackend`] (the reference) and the GPU backend.

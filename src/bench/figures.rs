@@ -3,7 +3,8 @@
 
 use super::stats::{Repeats, Spread, repeat};
 use super::timed::{OpTimes, Timed};
-use crate::backend::{Backend, Buf, DType, MatmulDims};
+use crate::backend::op_name::OpLabel;
+use crate::backend::{Backend, Buf, DType, KernelTime, MatmulDims};
 use crate::data::Dataset;
 use crate::model::{Activation, LossKind, ModelSpec};
 use crate::optim::{OptimizerConfig, OptimizerKind};
@@ -198,6 +199,23 @@ impl BreakdownSource {
     }
 }
 
+/// One op of a step breakdown: what it is and costs, and its mean seconds per call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpTime {
+    pub op: OpLabel,
+    pub seconds: f64,
+}
+
+impl OpTime {
+    /// The least time the op could take at `gflops` and `gbs`: its FLOPs at the matmul peak or
+    /// its bytes at the memory bandwidth, whichever is longer; `None` for an op of no cost (a
+    /// host transfer).
+    pub fn floor_seconds(&self, gflops: f64, gbs: f64) -> Option<f64> {
+        let t = (self.op.flops / (gflops * 1e9)).max(self.op.bytes / (gbs * 1e9));
+        (t > 0.0 && t.is_finite()).then_some(t)
+    }
+}
+
 /// Mean time per call of each op kind over `steps` training steps at `batch`, slowest first:
 /// from the device's timestamp queries where the backend has them, else with each op timed
 /// alone.
@@ -206,7 +224,7 @@ pub fn step_breakdown(
     data: &Dataset,
     batch: usize,
     steps: usize,
-) -> Result<(BreakdownSource, Vec<(String, f64)>)> {
+) -> Result<(BreakdownSource, Vec<OpTime>)> {
     // Starting the timing is how to ask whether the backend has it: one that does runs the
     // steps as in training (stopped here, it restarts after the warm-up step); any other is
     // wrapped in `Timed`.
@@ -241,19 +259,21 @@ pub fn step_breakdown(
     for s in 0..steps {
         t.step(&d, (s * batch) % (d.rows - batch + 1), batch)?;
     }
-    let mut v: Vec<(String, f64)> = match times {
-        None => t
-            .backend
-            .take_kernel_times()?
-            .into_iter()
-            .map(|k| (k.name, k.seconds / k.calls as f64))
-            .collect(),
-        Some(times) => times
-            .borrow()
-            .iter()
-            .map(|(k, &(n, s))| (k.clone(), s / n as f64))
-            .collect(),
+    let kernels: Vec<KernelTime> = match times {
+        None => t.backend.take_kernel_times()?,
+        Some(times) => times.borrow().values().cloned().collect(),
     };
-    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut v: Vec<OpTime> = kernels
+        .into_iter()
+        .map(|k| OpTime {
+            seconds: k.seconds / k.calls as f64,
+            op: OpLabel {
+                name: k.name,
+                flops: k.flops,
+                bytes: k.bytes,
+            },
+        })
+        .collect();
+    v.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
     Ok((source, v))
 }

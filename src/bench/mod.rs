@@ -9,7 +9,7 @@ mod table;
 pub mod timed;
 
 pub use figures::{
-    BreakdownSource, Column, Figure, Plan, STANDARD, infer_flops_per_row, matmul_gflops,
+    BreakdownSource, Column, Figure, OpTime, Plan, STANDARD, infer_flops_per_row, matmul_gflops,
     step_breakdown, train_flops_per_row,
 };
 pub use stats::{Repeats, Spread, repeat};
@@ -89,6 +89,7 @@ pub fn measure_backend(
     }
     log(&format!("{name}: bandwidth"));
     let bw = bandwidth_gbs(b.as_mut(), plan.repeats)?;
+    let gbs = bw.median;
     figs.push(fig("bandwidth x*=m 16Mi".into(), "GB/s", bw));
     drop(b);
 
@@ -113,17 +114,20 @@ pub fn measure_backend(
     });
     log(&format!("{name}: step breakdown"));
     let (source, ops) = step_breakdown(make()?, data, 128, 50)?;
-    for (op, secs) in ops {
-        let us = secs * 1e6;
-        figs.push(fig(
-            format!("step b128: {op}"),
-            "us",
-            Spread {
-                median: us,
-                min: us,
-                max: us,
-            },
-        ));
+    for t in ops {
+        let us = t.seconds * 1e6;
+        figs.push(Figure {
+            floor: t.floor_seconds(peak, gbs).map(|s| s * 1e6),
+            ..fig(
+                format!("step b128: {}", t.op.name),
+                "us",
+                Spread {
+                    median: us,
+                    min: us,
+                    max: us,
+                },
+            )
+        });
     }
     Ok(Column {
         name,

@@ -103,6 +103,15 @@ pub fn render(cols: &[Column], ratio: Option<(usize, usize)>) -> String {
             out.push('\n');
         }
     }
+    if cols
+        .iter()
+        .any(|c| c.figures.iter().any(|f| f.floor.is_some()))
+    {
+        out += "floor: the best the hardware allows: the figure's FLOPs at the column's best \
+                matmul rate and, for a step's ops, its bytes (each input read and each output \
+                written once) at the column's bandwidth, whichever takes longer; data that \
+                stays in cache can beat the bandwidth bound\n";
+    }
     // Rows of one name line up across columns, but how they were timed may differ.
     for c in cols {
         if let Some(how) = &c.breakdown {

@@ -5,15 +5,16 @@
 //! the kernel times without that overhead).
 
 use crate::Result;
-use crate::backend::{Backend, Buf, DType, MatmulDims, UpdateParams, op_name};
+use crate::backend::op_name::{self, OpLabel};
+use crate::backend::{Backend, Buf, DType, KernelTime, MatmulDims, UpdateParams};
 use crate::model::{Activation, LossKind};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-/// Op name -> (calls, total seconds), shared with whoever reads the breakdown.
-pub type OpTimes = Rc<RefCell<BTreeMap<String, (usize, f64)>>>;
+/// Op name -> its calls, total seconds and cost, shared with whoever reads the breakdown.
+pub type OpTimes = Rc<RefCell<BTreeMap<String, KernelTime>>>;
 
 pub struct Timed {
     pub inner: Box<dyn Backend>,
@@ -33,19 +34,22 @@ impl Timed {
         )
     }
 
-    fn time<R>(
-        &mut self,
-        name: String,
-        f: impl FnOnce(&mut dyn Backend) -> Result<R>,
-    ) -> Result<R> {
+    fn time<R>(&mut self, op: OpLabel, f: impl FnOnce(&mut dyn Backend) -> Result<R>) -> Result<R> {
         self.inner.sync()?;
         let t = Instant::now();
         let r = f(self.inner.as_mut())?;
         self.inner.sync()?;
+        let seconds = t.elapsed().as_secs_f64();
         let mut times = self.times.borrow_mut();
-        let e = times.entry(name).or_insert((0, 0.0));
-        e.0 += 1;
-        e.1 += t.elapsed().as_secs_f64();
+        let e = times.entry(op.name.clone()).or_insert(KernelTime {
+            name: op.name,
+            calls: 0,
+            seconds: 0.0,
+            flops: op.flops,
+            bytes: op.bytes,
+        });
+        e.calls += 1;
+        e.seconds += seconds;
         Ok(r)
     }
 }
@@ -64,13 +68,15 @@ impl Backend for Timed {
         self.inner.write_f32(dst, data)
     }
     fn write_u32(&mut self, dst: Buf, data: &[u32]) -> Result<()> {
-        self.time("upload indices".into(), |b| b.write_u32(dst, data))
+        self.time(op_name::transfer("upload indices"), |b| {
+            b.write_u32(dst, data)
+        })
     }
     fn write_u8(&mut self, dst: Buf, data: &[u8]) -> Result<()> {
         self.inner.write_u8(dst, data)
     }
     fn read_f32(&mut self, src: Buf) -> Result<Vec<f32>> {
-        self.time("read back".into(), |b| b.read_f32(src))
+        self.time(op_name::transfer("read back"), |b| b.read_f32(src))
     }
     fn read_u32(&mut self, src: Buf) -> Result<Vec<u32>> {
         self.inner.read_u32(src)
@@ -82,7 +88,7 @@ impl Backend for Timed {
         self.inner.sync()
     }
     fn fill(&mut self, dst: Buf, value: f32) -> Result<()> {
-        self.time(op_name::FILL.into(), |b| b.fill(dst, value))
+        self.time(op_name::fill(dst.len()), |b| b.fill(dst, value))
     }
     fn gather_rows(
         &mut self,
@@ -93,11 +99,11 @@ impl Backend for Timed {
         affine: (f32, f32),
         dst: Buf,
     ) -> Result<()> {
-        let name = op_name::gather_rows(rows, cols);
+        let name = op_name::gather_rows(rows, cols, src.dtype);
         self.time(name, |b| b.gather_rows(src, idx, rows, cols, affine, dst))
     }
     fn gather_labels(&mut self, src: Buf, idx: Buf, rows: usize, dst: Buf) -> Result<()> {
-        self.time(op_name::GATHER_LABELS.into(), |b| {
+        self.time(op_name::gather_labels(rows), |b| {
             b.gather_labels(src, idx, rows, dst)
         })
     }
@@ -209,7 +215,7 @@ impl Backend for Timed {
         })
     }
     fn accumulate_stats(&mut self, stats: Buf, rows: usize, acc: Buf) -> Result<()> {
-        self.time(op_name::ACCUMULATE_STATS.into(), |b| {
+        self.time(op_name::accumulate_stats(rows), |b| {
             b.accumulate_stats(stats, rows, acc)
         })
     }

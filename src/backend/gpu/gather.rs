@@ -87,7 +87,7 @@ pub(super) fn gather_rows(
         b,
     };
     let groups = g.grid(n, WG)?;
-    let name = || op_name::gather_rows(rows, cols);
+    let name = || op_name::gather_rows(rows, cols, src.dtype);
     g.record(
         spec,
         &[Some(src), Some(idx), Some(dst)],
@@ -129,7 +129,7 @@ pub(super) fn gather_labels(
         b: 0.0,
     };
     let groups = g.grid(rows, WG)?;
-    let name = || op_name::GATHER_LABELS.to_string();
+    let name = || op_name::gather_labels(rows);
     g.record(
         &LABELS,
         &[Some(src), Some(idx), Some(dst)],

@@ -21,6 +21,7 @@
 use super::GpuBackend;
 use super::context::{Count, Kernel, KernelSpec, UNIFORM_BYTES};
 use super::timing::{MAX_TIMED, Timer};
+use crate::backend::op_name::OpLabel;
 use crate::backend::{Buf, DType};
 use crate::{Error, Result};
 use std::collections::{HashMap, VecDeque};
@@ -52,7 +53,7 @@ struct Dispatch {
     uniform_offset: u32,
     groups: [u32; 3],
     /// The op and its shape, while kernel timing is on (see `timing.rs`).
-    name: Option<String>,
+    name: Option<OpLabel>,
 }
 
 pub(super) struct Recorder {
@@ -309,8 +310,8 @@ impl GpuBackend {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("wgtrain ops"),
             });
-        // Names of the timed dispatches, in the order of their queries.
-        let mut timed: Vec<String> = Vec::new();
+        // The timed dispatches' ops, in the order of their queries.
+        let mut timed: Vec<OpLabel> = Vec::new();
         let mut passes = 0;
         let rec = &mut self.rec;
         match &rec.timer {
@@ -337,7 +338,7 @@ impl GpuBackend {
                     // Dispatches recorded before timing started carry no name and no queries.
                     let timestamp_writes = d.name.as_ref().map(|_| timer.writes(timed.len()));
                     let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: d.name.as_deref(),
+                        label: d.name.as_ref().map(|l| l.name.as_str()),
                         timestamp_writes,
                     });
                     pass.set_pipeline(&d.kernel.pipeline);
@@ -407,7 +408,7 @@ impl GpuBackend {
         bufs: &[Option<Buf>],
         dims: &D,
         groups: [u32; 3],
-        name: impl FnOnce() -> String,
+        name: impl FnOnce() -> OpLabel,
     ) -> Result<()> {
         assert_eq!(bufs.len(), spec.storage.len(), "{}: buffers", spec.label);
         assert!(bufs.len() <= MAX_STORAGE);

@@ -101,7 +101,7 @@ pub(super) fn accumulate_stats(
         &[Some(stats), Some(acc)],
         &dims,
         [1, 1, 1],
-        || op_name::ACCUMULATE_STATS.to_string(),
+        || op_name::accumulate_stats(rows),
     )
 }
 
@@ -121,7 +121,5 @@ pub(super) fn fill(g: &mut GpuBackend, dst: Buf, value: f32) -> Result<()> {
         value,
     };
     let groups = g.grid(n, WG)?;
-    g.record(&FILL, &[Some(dst)], &dims, groups, || {
-        op_name::FILL.to_string()
-    })
+    g.record(&FILL, &[Some(dst)], &dims, groups, || op_name::fill(n))
 }

@@ -11,6 +11,7 @@
 use super::GpuBackend;
 use crate::Result;
 use crate::backend::KernelTime;
+use crate::backend::op_name::OpLabel;
 
 /// Dispatches timed in one submission: each takes two of the query set's slots.
 pub(super) const MAX_TIMED: usize = (wgpu::QUERY_SET_MAX_QUERIES / 2) as usize;
@@ -53,22 +54,24 @@ impl Timer {
         );
     }
 
-    /// Adds the resolved timestamps `bytes` of the dispatches `names`, in query order.
-    fn add(&mut self, names: Vec<String>, bytes: &[u8]) {
+    /// Adds the resolved timestamps `bytes` of the dispatches `ops`, in query order.
+    fn add(&mut self, ops: Vec<OpLabel>, bytes: &[u8]) {
         let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(bytes);
-        for (name, pair) in names.into_iter().zip(ticks.chunks_exact(2)) {
+        for (op, pair) in ops.into_iter().zip(ticks.chunks_exact(2)) {
             // A timestamp is monotonic on one queue; a driver that breaks that gets zero, not
             // a wrapped-around eternity.
             let seconds = pair[1].saturating_sub(pair[0]) as f64 * self.period_ns * 1e-9;
-            match self.times.iter_mut().find(|t| t.name == name) {
+            match self.times.iter_mut().find(|t| t.name == op.name) {
                 Some(t) => {
                     t.calls += 1;
                     t.seconds += seconds;
                 }
                 None => self.times.push(KernelTime {
-                    name,
+                    name: op.name,
                     calls: 1,
                     seconds,
+                    flops: op.flops,
+                    bytes: op.bytes,
                 }),
             }
         }
@@ -137,16 +140,16 @@ impl GpuBackend {
         Ok(timer.map_or_else(Vec::new, |t| t.times))
     }
 
-    /// Waits for submission `index` and adds the times of its timed dispatches `names`. An
+    /// Waits for submission `index` and adds the times of its timed dispatches `ops`. An
     /// error ends timing (the staging buffer may be left mapped).
     pub(super) fn read_times(
         &mut self,
-        names: Vec<String>,
+        ops: Vec<OpLabel>,
         index: wgpu::SubmissionIndex,
     ) -> Result<()> {
         let mut timer = self.rec.timer.take().expect("timing is on");
-        let bytes = self.map_read(&timer.staging, names.len() as u64 * PAIR_BYTES, index)?;
-        timer.add(names, &bytes);
+        let bytes = self.map_read(&timer.staging, ops.len() as u64 * PAIR_BYTES, index)?;
+        timer.add(ops, &bytes);
         self.rec.timer = Some(timer);
         Ok(())
     }
