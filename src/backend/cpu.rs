@@ -377,6 +377,10 @@ impl Backend for CpuBackend {
         check_len("matmul b", b, k * n)?;
         check_len("matmul c", c, m * n)?;
         distinct(c, &[a, b]);
+        if let Some(bias) = bias {
+            check_len("matmul bias", bias, n)?;
+            distinct(c, &[bias]);
+        }
         self.with_dst(c, |me, out| {
             let a = me.f32s(a);
             let b = me.f32s(b);
