@@ -102,22 +102,32 @@ fn distinct(dst: Buf, srcs: &[Buf]) {
 /// scheduling than the second core gives back.
 const PARALLEL_MIN_FLOPS: usize = 1 << 20;
 
+/// Products of more FLOPs than this (2048³ is 2^34) use the crate's own threading: split by
+/// output columns, each thread would pack all of `a` itself (64 MiB at 4096³), and at 4096³
+/// that measured 135 GFLOP/s against the crate's 157; at 2048³ and below the split wins.
+const SPLIT_MAX_FLOPS: usize = 1 << 34;
+
 /// `c = beta · c + a · b` on ndarray views of any strides (so transposes are free).
 ///
 /// The kernel is the `gemm` crate's (the one candle uses), single-threaded; we do the
 /// threading ourselves, splitting the output into one block of columns (or rows, when it is
 /// taller than wide) per rayon thread. On this MLP's small-batch shapes that beats the crate's
 /// own threading (`gemm::Parallelism::Rayon`) by 10-35% (128x784x256: 124 -> 157 GFLOP/s on
-/// two cores, a training step at batch 128 +13%) and matches it on large ones.
-/// The split depends only on the shape and the thread count, so results are reproducible.
+/// two cores, a training step at batch 128 +13%) and up to 2048³ (+8%); larger products use
+/// the crate's threading. The split depends only on the shape and the thread count, so
+/// results are reproducible.
 fn gemm_into(a: &ArrayView2<f32>, b: &ArrayView2<f32>, beta: f32, c: &mut ArrayViewMut2<f32>) {
     let (m, k) = a.dim();
     let (k2, n) = b.dim();
     assert_eq!(k, k2, "inner dimensions differ");
     assert_eq!(c.dim(), (m, n), "output shape");
     let threads = rayon::current_num_threads();
-    if threads < 2 || 2 * m * n * k < PARALLEL_MIN_FLOPS {
+    let flops = 2 * m * n * k;
+    if threads < 2 || flops < PARALLEL_MIN_FLOPS {
         return gemm_serial(a, b, beta, c);
+    }
+    if flops > SPLIT_MAX_FLOPS {
+        return gemm_with(a, b, beta, c, gemm::Parallelism::Rayon(0));
     }
     // Blocks are whole multiples of 16 (the micro-kernels' widths) so no thread gets a ragged
     // sliver of the work.
@@ -145,6 +155,17 @@ fn gemm_into(a: &ArrayView2<f32>, b: &ArrayView2<f32>, beta: f32, c: &mut ArrayV
 
 /// [`gemm_into`] on the calling thread.
 fn gemm_serial(a: &ArrayView2<f32>, b: &ArrayView2<f32>, beta: f32, c: &mut ArrayViewMut2<f32>) {
+    gemm_with(a, b, beta, c, gemm::Parallelism::None)
+}
+
+/// [`gemm_into`] threaded by the crate as `parallelism` says.
+fn gemm_with(
+    a: &ArrayView2<f32>,
+    b: &ArrayView2<f32>,
+    beta: f32,
+    c: &mut ArrayViewMut2<f32>,
+    parallelism: gemm::Parallelism,
+) {
     let (m, k) = a.dim();
     let n = b.dim().1;
     if m == 0 || n == 0 {
@@ -181,7 +202,7 @@ fn gemm_serial(a: &ArrayView2<f32>, b: &ArrayView2<f32>, beta: f32, c: &mut Arra
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
