@@ -14,7 +14,7 @@ use wgtrain::data::{Dataset, Features, Targets};
 use wgtrain::model::{Activation, LossKind, ModelSpec};
 use wgtrain::optim::{OptimizerConfig, OptimizerKind};
 use wgtrain::rng::Rng;
-use wgtrain::train::{Regularization, Trainer};
+use wgtrain::train::{Regularization, SUBMIT_EVERY, Trainer};
 
 /// A backend on the one device this test binary opens (see tests/gpu_kernels.rs).
 fn gpu() -> Option<GpuBackend> {
@@ -281,6 +281,31 @@ fn with_timing_off_a_step_is_one_pass_and_creates_nothing_before_and_after_timin
         assert!(dispatches > 3 * 10, "{times:?}");
     }
     assert_eq!(steps(&mut t, [112, 128, 144]), untimed, "after timing");
+}
+
+#[test]
+fn training_submits_once_per_eight_steps() {
+    if gpu().is_none() {
+        return;
+    }
+    let g = GpuBackend::new(None).unwrap();
+    let probe = g.share_device();
+    let mut t = trainer(Box::new(g), 0.0);
+    let data = t.upload(&digits(160, 12)).unwrap();
+    t.shuffle(&data).unwrap();
+    while !t.progress.step.is_multiple_of(SUBMIT_EVERY) || t.progress.step == 0 {
+        t.step(&data, 0, 16).unwrap();
+    }
+    t.backend.flush().unwrap();
+    let before = probe.traffic().submissions;
+    for s in 0..2 * SUBMIT_EVERY as usize {
+        t.step(&data, (s * 16) % 144, 16).unwrap();
+    }
+    assert_eq!(probe.traffic().submissions - before, 2);
+    // What is left after a partial group goes out with the next flush (or read).
+    t.step(&data, 0, 16).unwrap();
+    t.backend.flush().unwrap();
+    assert_eq!(probe.traffic().submissions - before, 3);
 }
 
 /// A data set the bench's standard model (784 inputs, 10 classes) takes.

@@ -116,7 +116,6 @@ pub fn train_epoch(
             check_finite(m.loss, epoch, t.progress.step)?;
             Some(m)
         } else {
-            t.backend.flush()?;
             None
         };
         obs.step(done, live);
