@@ -80,6 +80,23 @@ fn b_at(kk: u32, j: u32) -> f32 {
     return b[d.b_off + kk * d.n + j];
 }
 
+// Element `idx` of a tile load of op(a), `rows` rows by `depth` values of k, walked in memory
+// order so that neighbouring invocations read neighbouring words: its (i, kk) in the tile.
+fn a_slot(idx: u32, rows: u32, depth: u32) -> vec2<u32> {
+    if TRANS_A {
+        return vec2<u32>(idx % rows, idx / rows);
+    }
+    return vec2<u32>(idx / depth, idx % depth);
+}
+
+// The same for op(b), `depth` values of k by `cols` columns: its (kk, j) in the tile.
+fn b_slot(idx: u32, cols: u32, depth: u32) -> vec2<u32> {
+    if TRANS_B {
+        return vec2<u32>(idx % depth, idx / depth);
+    }
+    return vec2<u32>(idx / cols, idx % cols);
+}
+
 // Stores c[row, col .. col + 4] (+ bias, then the epilogue), skipping what lies outside c.
 fn store_row(row: u32, col: u32, v: vec4<f32>) {
     if row >= d.m {
@@ -128,25 +145,10 @@ fn matmul(
                 // 1024 elements of each tile, four per invocation, walked in memory order.
                 for (var e = 0u; e < 4u; e++) {
                     let idx = t + e * THREADS;
-                    var i: u32;
-                    var kk: u32;
-                    if TRANS_A {
-                        kk = idx / TILE_M;
-                        i = idx % TILE_M;
-                    } else {
-                        i = idx / TILE_K;
-                        kk = idx % TILE_K;
-                    }
-                    tile_a[kk * SIDE + i / 4u][i % 4u] = a_at(row0 + i, k0 + kk);
-                    var j: u32;
-                    if TRANS_B {
-                        j = idx / TILE_K;
-                        kk = idx % TILE_K;
-                    } else {
-                        kk = idx / TILE_N;
-                        j = idx % TILE_N;
-                    }
-                    tile_b[kk * SIDE + j / 4u][j % 4u] = b_at(k0 + kk, col0 + j);
+                    let ai = a_slot(idx, TILE_M, TILE_K);
+                    tile_a[ai.y * SIDE + ai.x / 4u][ai.x % 4u] = a_at(row0 + ai.x, k0 + ai.y);
+                    let bj = b_slot(idx, TILE_N, TILE_K);
+                    tile_b[bj.x * SIDE + bj.y / 4u][bj.y % 4u] = b_at(k0 + bj.x, col0 + bj.y);
                 }
                 workgroupBarrier();
                 for (var kk = 0u; kk < TILE_K; kk++) {
@@ -235,25 +237,10 @@ fn matmul_big(
                 // 2048 elements of each tile, eight per invocation, walked in memory order.
                 for (var e = 0u; e < 8u; e++) {
                     let idx = t + e * THREADS;
-                    var i: u32;
-                    var kk: u32;
-                    if TRANS_A {
-                        kk = idx / BIG;
-                        i = idx % BIG;
-                    } else {
-                        i = idx / BIG_K;
-                        kk = idx % BIG_K;
-                    }
-                    big_a[kk * BIG_V + i / 4u][i % 4u] = a_at(row0 + i, k0 + kk);
-                    var j: u32;
-                    if TRANS_B {
-                        j = idx / BIG_K;
-                        kk = idx % BIG_K;
-                    } else {
-                        kk = idx / BIG;
-                        j = idx % BIG;
-                    }
-                    big_b[kk * BIG_V + j / 4u][j % 4u] = b_at(k0 + kk, col0 + j);
+                    let ai = a_slot(idx, BIG, BIG_K);
+                    big_a[ai.y * BIG_V + ai.x / 4u][ai.x % 4u] = a_at(row0 + ai.x, k0 + ai.y);
+                    let bj = b_slot(idx, BIG, BIG_K);
+                    big_b[bj.x * BIG_V + bj.y / 4u][bj.y % 4u] = b_at(k0 + bj.x, col0 + bj.y);
                 }
                 workgroupBarrier();
                 for (var kk = 0u; kk < BIG_K; kk++) {
