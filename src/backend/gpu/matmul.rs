@@ -97,12 +97,21 @@ const BIG_TILES_MIN: usize = 256;
 
 impl MatmulTiles {
     /// `WGTRAIN_MATMUL_TILES=auto|64|128`, for measuring the kernels against each other with
-    /// `wgtrain bench` on a new GPU; unset (or anything else) is `Auto`.
+    /// `wgtrain bench` on a new GPU; unset is `Auto`, and so is anything else, with a warning.
     pub fn from_env() -> MatmulTiles {
         match std::env::var("WGTRAIN_MATMUL_TILES").as_deref() {
             Ok("64") => MatmulTiles::Small,
             Ok("128") => MatmulTiles::Big,
-            _ => MatmulTiles::Auto,
+            Ok("auto") | Err(_) => MatmulTiles::Auto,
+            Ok(other) => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    eprintln!(
+                        "warning: WGTRAIN_MATMUL_TILES={other:?} is not auto, 64 or 128; using auto"
+                    )
+                });
+                MatmulTiles::Auto
+            }
         }
     }
 
