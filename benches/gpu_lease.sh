@@ -33,7 +33,10 @@ if ! ldconfig -p | grep -q libvulkan.so.1; then
   done
   ldconfig
 fi
-export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
+nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nvidia_icd" ]; then
+  export VK_DRIVER_FILES=$nvidia_icd
+fi
 export WGPU_BACKEND=vulkan PYTHONUNBUFFERED=1
 if [ -d .carry/fashion-mnist ]; then
   export WGTRAIN_FASHION_MNIST_DIR=$PWD/.carry/fashion-mnist
@@ -45,7 +48,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=c
 
 echo "== train: standard model, Fashion-MNIST, 5 epochs, batch 128, GPU"
 "$bin" train --backend gpu --data fashion-mnist --epochs 5 --batch-size 128 --json 2>&1 \
-  | tee "$out/train.txt"
+  | tee "$out/train.txt" || { echo "GPU training failed (above): no bench"; exit 1; }
 
 echo "== bench: gpu vs PyTorch eager and CUDA graph"
 "$bin" bench --backend gpu \

@@ -1030,3 +1030,22 @@ fn gpu_without_an_adapter() {
         &["no GPU adapter", "--backend cpu"],
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bench
+
+/// A malformed `--ratio` is refused before minutes of measuring, in one line.
+#[test]
+fn bench_ratio_needs_two_names() {
+    let w = Work::new();
+    let t = Instant::now();
+    let out = w.run(&["bench", "--backend", "cpu", "--ratio", "cpu"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: --ratio takes two column names"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(t.elapsed() < Duration::from_secs(5));
+}

@@ -63,6 +63,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
+    if args.ratio.as_ref().is_some_and(|names| names.len() != 2) {
+        bail!("--ratio takes two column names, e.g. --ratio gpu,pytorch");
+    }
     let plan = Plan {
         squares: if args.quick {
             vec![512, 1024]
@@ -109,17 +112,23 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             Err(e) => eprintln!("bench: peer `{cmd}` gave no figures: {e:#}"),
         }
     }
+    // A column named by --ratio may be missing because its peer failed: the figures measured
+    // are still worth their table and JSON, without the ratio.
     let ratio = match &args.ratio {
         Some(names) => {
-            let find = |n: &str| {
-                cols.iter()
-                    .position(|c| c.name == n)
-                    .with_context(|| format!("--ratio: no column named {n:?}"))
-            };
-            if names.len() != 2 {
-                bail!("--ratio takes two column names, e.g. --ratio gpu,pytorch");
+            let find = |n: &str| cols.iter().position(|c| c.name == n);
+            match (find(&names[0]), find(&names[1])) {
+                (Some(a), Some(b)) => Some((a, b)),
+                _ => {
+                    let have: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+                    eprintln!(
+                        "bench: --ratio {}: the columns are {}; no ratio column",
+                        names.join(","),
+                        have.join(", ")
+                    );
+                    None
+                }
             }
-            Some((find(&names[0])?, find(&names[1])?))
         }
         None if cols.len() >= 2 => Some((0, 1)),
         None => None,
@@ -141,11 +150,10 @@ fn run_peer(cmd: &str) -> anyhow::Result<Column> {
         .context("cannot start it")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        bail!(
-            "it exited with {}: {}",
-            out.status,
-            err.lines().last().unwrap_or("")
-        );
+        match err.lines().rev().find(|l| !l.trim().is_empty()) {
+            Some(last) => bail!("it exited with {}: {last}", out.status),
+            None => bail!("it exited with {}", out.status),
+        }
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
