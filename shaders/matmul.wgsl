@@ -6,8 +6,8 @@
 //   EPI_SUMS:     c = op(a) · op(b) and also sums[i] = Σ_k op(a)[i, k]: a Dense layer's
 //                 weight gradient dYᵀ·X and its bias gradient Σ_rows dY in one pass over dY.
 // a: (m, k), or (k, m) used transposed when TRANS_A; b: (k, n), or (n, k) when TRANS_B;
-// bias: (n,); y: (m, n); c: (m, n); sums: (m,). f is an elementwise activation of activation_fn.wgsl
-// (prepended to this file).
+// bias: (n,); y: (m, n); c: (m, n); sums: (m,). f is an elementwise activation of
+// activation_fn.wgsl (prepended to this file).
 //
 // Each workgroup computes 64 x 64 tiles of c (looping over tiles when the grid is smaller than
 // the matrix), staging 16-deep slices of op(a) and op(b) in workgroup memory. Each of its
@@ -184,8 +184,9 @@ fn matmul(
 // The same product with 128 x 128 output tiles and 8 x 8 outputs per invocation, for large
 // matrices: four vec4 reads of workgroup memory feed 64 multiply-adds (the 64 x 64 kernel
 // above does 16 per two), so on GPUs whose workgroup memory bandwidth bounds the small kernel
-// this one can run closer to the arithmetic peak; it needs 4x fewer tiles, so it is chosen only
-// when the product has many (src/backend/gpu/matmul.rs). Invocation (x, y) owns rows
+// this one can run closer to the arithmetic peak; it makes 4x fewer workgroups, so on a GPU it
+// is chosen only for products with many tiles (per adapter and shape: src/backend/gpu/matmul.rs).
+// Invocation (x, y) owns rows
 // 4y .. 4y+4 and 64+4y .. 64+4y+4 of the tile and the same two groups of columns in x, so each
 // of its reads is one vec4 and neighbours read neighbouring vectors.
 

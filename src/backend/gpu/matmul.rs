@@ -1,6 +1,7 @@
 //! Launcher of `shaders/matmul.wgsl`: tiled matrix products in the three forms the network uses
-//! (A·B, Aᵀ·B, A·Bᵀ; Aᵀ·Bᵀ too), with an optional bias and an optional activation epilogue
-//! (forward, or the derivative on the way back).
+//! (A·B, Aᵀ·B, A·Bᵀ; Aᵀ·Bᵀ too), with an optional bias and an optional epilogue (an activation,
+//! an activation's derivative, or the column sums of `a` beside the product), by one of two
+//! kernels (64x64 or 128x128 output tiles) picked per adapter and shape.
 
 use super::activation::code;
 use super::context::{KernelSpec, Shader};
