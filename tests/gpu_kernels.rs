@@ -4,7 +4,9 @@
 //! the comparison. Tests skip (with a message) where no adapter exists, and fail instead when
 //! WGTRAIN_REQUIRE_GPU=1 (CI, which has lavapipe).
 
-use std::sync::OnceLock;
+mod common;
+
+use common::gpu;
 use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::backend::gpu::{GpuBackend, MatmulTiles, list_adapters};
 use wgtrain::backend::{ACC_LEN, Backend, Buf, DType, MatmulDims, STATS_PER_ROW};
@@ -12,27 +14,6 @@ use wgtrain::model::{Activation, LossKind};
 use wgtrain::optim::{OptimizerConfig, OptimizerKind};
 use wgtrain::rng::Rng;
 use wgtrain::{Error, Result};
-
-/// A backend on the one device this test binary opens: kernels compile once (lavapipe takes up
-/// to a second per shader) and are shared; each test gets its own buffers.
-fn gpu() -> Option<GpuBackend> {
-    static DEVICE: OnceLock<std::result::Result<GpuBackend, String>> = OnceLock::new();
-    let opened = DEVICE.get_or_init(|| match GpuBackend::new(None) {
-        Ok(g) => Ok(g),
-        Err(Error::NoAdapter(msg)) => Err(msg),
-        Err(e) => panic!("a GPU adapter exists but could not be used: {e}"),
-    });
-    match opened {
-        Ok(g) => Some(g.share_device()),
-        Err(msg) => {
-            if std::env::var("WGTRAIN_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("WGTRAIN_REQUIRE_GPU=1 but there is no GPU adapter: {msg}");
-            }
-            eprintln!("skipping GPU test: no GPU adapter ({msg})");
-            None
-        }
-    }
-}
 
 /// The CPU reference and a GPU backend holding the same data.
 struct Pair {

@@ -4,8 +4,9 @@
 //! step breakdown falls back to timing each op alone.
 
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
-use wgtrain::Error;
+mod common;
+
+use common::gpu;
 use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::backend::gpu::{GpuBackend, list_adapters};
 use wgtrain::backend::{Backend, Buf, DType, KernelTime, MatmulDims};
@@ -15,26 +16,6 @@ use wgtrain::model::{Activation, LossKind, ModelSpec};
 use wgtrain::optim::{OptimizerConfig, OptimizerKind};
 use wgtrain::rng::Rng;
 use wgtrain::train::{Regularization, SUBMIT_EVERY, Trainer};
-
-/// A backend on the one device this test binary opens (see tests/gpu_kernels.rs).
-fn gpu() -> Option<GpuBackend> {
-    static DEVICE: OnceLock<std::result::Result<GpuBackend, String>> = OnceLock::new();
-    let opened = DEVICE.get_or_init(|| match GpuBackend::new(None) {
-        Ok(g) => Ok(g),
-        Err(Error::NoAdapter(msg)) => Err(msg),
-        Err(e) => panic!("a GPU adapter exists but could not be used: {e}"),
-    });
-    match opened {
-        Ok(g) => Some(g.share_device()),
-        Err(msg) => {
-            if std::env::var("WGTRAIN_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("WGTRAIN_REQUIRE_GPU=1 but there is no GPU adapter: {msg}");
-            }
-            eprintln!("skipping GPU test: no GPU adapter ({msg})");
-            None
-        }
-    }
-}
 
 /// Whether the adapter the backend opened lists timestamp queries, and its name.
 fn adapter_has_timestamps(g: &GpuBackend) -> (bool, String) {

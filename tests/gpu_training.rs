@@ -9,8 +9,9 @@
 //! on weights and predictions and 1e-5 relative on losses (50-100x headroom for other
 //! adapters). An accuracy may differ by one row where two logits are within rounding.
 
-use std::sync::OnceLock;
-use wgtrain::Error;
+mod common;
+
+use common::gpu;
 use wgtrain::backend::Backend;
 use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::backend::gpu::GpuBackend;
@@ -23,26 +24,6 @@ use wgtrain::train::{Metrics, Regularization, RunData, Silent, Trainer, fit};
 const WEIGHT_ABS: f32 = 1e-5;
 const WEIGHT_REL: f32 = 1e-4;
 const LOSS_REL: f64 = 1e-5;
-
-/// A backend on the one device this test binary opens (see tests/gpu_kernels.rs).
-fn gpu() -> Option<GpuBackend> {
-    static DEVICE: OnceLock<std::result::Result<GpuBackend, String>> = OnceLock::new();
-    let opened = DEVICE.get_or_init(|| match GpuBackend::new(None) {
-        Ok(g) => Ok(g),
-        Err(Error::NoAdapter(msg)) => Err(msg),
-        Err(e) => panic!("a GPU adapter exists but could not be used: {e}"),
-    });
-    match opened {
-        Ok(g) => Some(g.share_device()),
-        Err(msg) => {
-            if std::env::var("WGTRAIN_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("WGTRAIN_REQUIRE_GPU=1 but there is no GPU adapter: {msg}");
-            }
-            eprintln!("skipping GPU test: no GPU adapter ({msg})");
-            None
-        }
-    }
-}
 
 /// Points in `dim` dimensions labelled by the largest of `classes` fixed projections, so the
 /// task is learnable.

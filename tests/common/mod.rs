@@ -1,4 +1,5 @@
-//! Helpers shared by the tests that drive the real binary.
+//! Helpers shared by the integration tests: driving the real binary, and opening the GPU (or
+//! skipping where there is none).
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -30,4 +31,34 @@ pub fn wgtrain_json(args: &[&str], dir: Option<&Path>) -> serde_json::Value {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Where a test finds no GPU adapter: a skip, printed with `why`, or a failure when
+/// WGTRAIN_REQUIRE_GPU=1 (as CI sets it), so CI can never pass by skipping.
+pub fn skip_without_gpu(why: &str) {
+    if std::env::var("WGTRAIN_REQUIRE_GPU").as_deref() == Ok("1") {
+        panic!("WGTRAIN_REQUIRE_GPU=1 but there is no GPU adapter: {why}");
+    }
+    eprintln!("skipping GPU test: no GPU adapter ({why})");
+}
+
+/// A backend on the one device this test binary opens: kernels compile once (lavapipe takes up
+/// to a second per shader) and are shared; each test gets its own buffers. `None` (after
+/// [`skip_without_gpu`]) where there is no adapter.
+pub fn gpu() -> Option<wgtrain::backend::gpu::GpuBackend> {
+    use std::sync::OnceLock;
+    use wgtrain::backend::gpu::GpuBackend;
+    static DEVICE: OnceLock<Result<GpuBackend, String>> = OnceLock::new();
+    let opened = DEVICE.get_or_init(|| match GpuBackend::new(None) {
+        Ok(g) => Ok(g),
+        Err(wgtrain::Error::NoAdapter(msg)) => Err(msg),
+        Err(e) => panic!("a GPU adapter exists but could not be used: {e}"),
+    });
+    match opened {
+        Ok(g) => Some(g.share_device()),
+        Err(msg) => {
+            skip_without_gpu(msg);
+            None
+        }
+    }
 }
