@@ -83,6 +83,28 @@ impl GpuBackend {
     }
 }
 
+impl GpuBackend {
+    /// Writes 4-byte values (f32 or u32, as `dtype`) into `dst`.
+    fn write_words<T: bytemuck::Pod>(&mut self, dst: Buf, dtype: DType, data: &[T]) -> Result<()> {
+        check_len("write destination", dst, data.len())?;
+        expect_dtype("write destination", dst, dtype);
+        self.alloc_of(dst);
+        self.write_bytes(
+            dst.id,
+            u64::from(dst.offset) * 4,
+            bytemuck::cast_slice(data),
+        )
+    }
+
+    /// Reads the 4-byte values (f32 or u32, as `dtype`) of `src`.
+    fn read_words<T: bytemuck::Pod>(&mut self, src: Buf, dtype: DType) -> Result<Vec<T>> {
+        expect_dtype("read source", src, dtype);
+        self.alloc_of(src);
+        let bytes = self.read_bytes(src.id, u64::from(src.offset) * 4, u64::from(src.len) * 4)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}
+
 /// A destination must not share its allocation with a source (as on the CPU backend); on the
 /// GPU a read-only and a writable binding of one buffer would also fail validation.
 fn distinct(dst: Buf, srcs: &[Buf]) {
@@ -113,25 +135,11 @@ impl Backend for GpuBackend {
     }
 
     fn write_f32(&mut self, dst: Buf, data: &[f32]) -> Result<()> {
-        check_len("write destination", dst, data.len())?;
-        expect_dtype("write_f32 destination", dst, DType::F32);
-        self.alloc_of(dst);
-        self.write_bytes(
-            dst.id,
-            u64::from(dst.offset) * 4,
-            bytemuck::cast_slice(data),
-        )
+        self.write_words(dst, DType::F32, data)
     }
 
     fn write_u32(&mut self, dst: Buf, data: &[u32]) -> Result<()> {
-        check_len("write destination", dst, data.len())?;
-        expect_dtype("write_u32 destination", dst, DType::U32);
-        self.alloc_of(dst);
-        self.write_bytes(
-            dst.id,
-            u64::from(dst.offset) * 4,
-            bytemuck::cast_slice(data),
-        )
+        self.write_words(dst, DType::U32, data)
     }
 
     fn write_u8(&mut self, dst: Buf, data: &[u8]) -> Result<()> {
@@ -164,17 +172,11 @@ impl Backend for GpuBackend {
     }
 
     fn read_f32(&mut self, src: Buf) -> Result<Vec<f32>> {
-        expect_dtype("read_f32 source", src, DType::F32);
-        self.alloc_of(src);
-        let bytes = self.read_bytes(src.id, u64::from(src.offset) * 4, u64::from(src.len) * 4)?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        self.read_words(src, DType::F32)
     }
 
     fn read_u32(&mut self, src: Buf) -> Result<Vec<u32>> {
-        expect_dtype("read_u32 source", src, DType::U32);
-        self.alloc_of(src);
-        let bytes = self.read_bytes(src.id, u64::from(src.offset) * 4, u64::from(src.len) * 4)?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        self.read_words(src, DType::U32)
     }
 
     fn flush(&mut self) -> Result<()> {
