@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{stderr, wgtrain, wgtrain_json};
+use common::{stderr, wgtrain, wgtrain_json, wgtrain_ok};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use wgtrain::store::load_checkpoint;
@@ -183,15 +183,7 @@ fn resume_is_exact_on_cpu() {
         "100",
         "--quiet",
     ];
-    let run = |extra: &[&str]| {
-        let args: Vec<&str> = common
-            .iter()
-            .copied()
-            .chain(extra.iter().copied())
-            .collect();
-        let out = wgtrain(&args, None);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    };
+    let run = |extra: &[&str]| wgtrain_ok(&common, extra);
     run(&["--epochs", "3", "--checkpoint", &p("full.st")]);
     run(&["--epochs", "2", "--checkpoint", &p("part.st")]);
     // The flags it was trained with are taken from the checkpoint.

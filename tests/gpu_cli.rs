@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{skip_without_gpu, stderr, wgtrain, wgtrain_json};
+use common::{skip_without_gpu, stderr, wgtrain, wgtrain_json, wgtrain_ok};
 use wgtrain::backend::gpu::list_adapters;
 use wgtrain::store::load_checkpoint;
 
@@ -77,15 +77,7 @@ fn gpu_resume_matches_uninterrupted() {
         "0.1",
         "--quiet",
     ];
-    let run = |extra: &[&str]| {
-        let args: Vec<&str> = common
-            .iter()
-            .copied()
-            .chain(extra.iter().copied())
-            .collect();
-        let out = wgtrain(&args, None);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    };
+    let run = |extra: &[&str]| wgtrain_ok(&common, extra);
     run(&["--epochs", "3", "--checkpoint", &p("full.st")]);
     run(&["--epochs", "2", "--checkpoint", &p("part.st")]);
     run(&["--resume", &p("part.st"), "--epochs", "3"]);

@@ -33,6 +33,13 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Runs `wgtrain` with `args` then `extra` in the current directory, asserting success.
+pub fn wgtrain_ok(args: &[&str], extra: &[&str]) {
+    let all: Vec<&str> = args.iter().chain(extra).copied().collect();
+    let out = wgtrain(&all, None);
+    assert!(out.status.success(), "{all:?}: {}", stderr(&out));
+}
+
 /// Where a test finds no GPU adapter: a skip, printed with `why`, or a failure when
 /// WGTRAIN_REQUIRE_GPU=1 (as CI sets it), so CI can never pass by skipping.
 pub fn skip_without_gpu(why: &str) {
