@@ -4,7 +4,8 @@
 // Forward reads `src` (x) and writes `dst` (y); backward reads `src` (dy) and `aux` (the forward
 // output y) and writes `dst` (dx). Both `src` and `dst` are read_write so that the in-place
 // forms (y = x, dx = dy) may bind one buffer twice. The elementwise functions and the
-// activation codes are in activation_fn.wgsl, prepended to this file.
+// activation codes are in activation_fn.wgsl, and WG and `flat` in grid.wgsl, both prepended
+// to this file.
 
 struct Dims {
     rows: u32,
@@ -17,17 +18,10 @@ struct Dims {
     aux_off: u32,
 }
 
-const WG: u32 = 256u;
-
 @group(0) @binding(0) var<uniform> d: Dims;
 @group(0) @binding(1) var<storage, read_write> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(3) var<storage, read> aux: array<f32>;
-
-// The invocation's index in a grid that may wrap into a second dimension.
-fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid.x;
-}
 
 @compute @workgroup_size(256)
 fn forward(

@@ -3,7 +3,8 @@
 //
 // The mask is a pure function of (seed, stream, index): `hash3` below is the same u32
 // arithmetic as `hash3` in src/rng.rs (WGSL's u32 multiplication and addition wrap, like
-// Rust's wrapping_mul / wrapping_add), so both backends draw identical masks.
+// Rust's wrapping_mul / wrapping_add), so both backends draw identical masks. WG and `flat`
+// are in grid.wgsl, prepended to this file.
 
 struct Dims {
     n: u32,
@@ -17,16 +18,10 @@ struct Dims {
     stream: u32,
 }
 
-const WG: u32 = 256u;
-
 @group(0) @binding(0) var<uniform> d: Dims;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> mask: array<f32>;
-
-fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid.x;
-}
 
 // PCG hash (Jarzynski and Olano, 2020); src/rng.rs `pcg_hash`.
 fn pcg_hash(v: u32) -> u32 {

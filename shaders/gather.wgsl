@@ -1,5 +1,6 @@
 // Batch assembly: rows of the resident data set picked by an index buffer.
 // src: (_, cols) packed bytes or f32 bits; idx: (rows,) -> dst: (rows, cols), labels: (rows,).
+// WG and `flat` are in grid.wgsl, prepended to this file.
 
 struct Dims {
     rows: u32,
@@ -15,17 +16,11 @@ struct Dims {
     b: f32,
 }
 
-const WG: u32 = 256u;
-
 @group(0) @binding(0) var<uniform> d: Dims;
 @group(0) @binding(1) var<storage, read> src: array<u32>;
 @group(0) @binding(2) var<storage, read> idx: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(4) var<storage, read_write> labels: array<u32>;
-
-fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid.x;
-}
 
 // Bytes are packed four to a little-endian word.
 @compute @workgroup_size(256)

@@ -3,6 +3,7 @@
 // respect to `out` (the logits for the fused kinds). out, grad: (rows, cols); stats: (rows, 2);
 // targets: labels (rows,) for the class losses, or the bits of f32 targets (rows, cols) for
 // regression. The semantics are those of `loss_classes` / `loss_values` in src/backend/cpu.rs.
+// grid.wgsl (WG, `flat`) and activation_fn.wgsl (`sigmoid`) are prepended to this file.
 
 struct Dims {
     rows: u32,
@@ -19,21 +20,11 @@ struct Dims {
 }
 
 const MSE: u32 = 0u;
-const WG: u32 = 256u;
-
 @group(0) @binding(0) var<uniform> d: Dims;
 @group(0) @binding(1) var<storage, read> out: array<f32>;
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 @group(0) @binding(3) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(4) var<storage, read_write> stats: array<f32>;
-
-fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid.x;
-}
-
-fn sigmoid(x: f32) -> f32 {
-    return 1.0 / (1.0 + exp(-x));
-}
 
 // ln(1 + x) accurate for small x (WGSL has no log1p): the rounding of 1 + x is divided out.
 fn log1p(x: f32) -> f32 {

@@ -1,6 +1,6 @@
 // Optimizer updates over the whole flat parameter buffer in one dispatch, and the L1/L2
 // penalty gradients. The rules are those of `update_slices` in src/backend/cpu.rs.
-// param, grad, state1, state2: (n,).
+// param, grad, state1, state2: (n,). WG and `flat` are in grid.wgsl, prepended to this file.
 
 struct Dims {
     n: u32,
@@ -28,17 +28,11 @@ struct Dims {
 const SGD: u32 = 0u;
 const ADAGRAD: u32 = 1u;
 const RMSPROP: u32 = 2u;
-const WG: u32 = 256u;
-
 @group(0) @binding(0) var<uniform> d: Dims;
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> state1: array<f32>;
 @group(0) @binding(4) var<storage, read_write> state2: array<f32>;
-
-fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid.x;
-}
 
 @compute @workgroup_size(256)
 fn update(

@@ -1,4 +1,5 @@
 // Reductions and fills: column sums (bias gradients), the metrics accumulator, and fill.
+// WG and `flat` are in grid.wgsl, prepended to this file.
 
 struct Dims {
     rows: u32,
@@ -10,7 +11,6 @@ struct Dims {
     value: f32,
 }
 
-const WG: u32 = 256u;
 // col_sum: 64 columns per workgroup, each summed by 4 invocations over interleaved rows.
 const COLS: u32 = 64u;
 const SPLIT: u32 = 4u;
@@ -21,10 +21,6 @@ const SPLIT: u32 = 4u;
 
 var<workgroup> part_a: array<f32, 256>;
 var<workgroup> part_b: array<f32, 256>;
-
-fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid.x;
-}
 
 // dst[j] = Σ_r src[r, j]. src: (rows, cols) -> dst: (cols,)
 @compute @workgroup_size(64, 4)

@@ -1,6 +1,7 @@
 //! Launcher of `shaders/activation.wgsl`: activations forward and backward, elementwise or
 //! (softmax) row-wise.
 
+use super::WG;
 use super::context::{KernelSpec, Shader};
 use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
@@ -10,6 +11,7 @@ use crate::model::Activation;
 static SHADER: Shader = Shader {
     name: "activation.wgsl",
     source: concat!(
+        include_str!("../../../shaders/grid.wgsl"),
         include_str!("../../../shaders/activation_fn.wgsl"),
         include_str!("../../../shaders/activation.wgsl")
     ),
@@ -48,8 +50,6 @@ static SOFTMAX_BACKWARD: KernelSpec = KernelSpec {
     constants: &[],
     storage: BACKWARD_STORAGE,
 };
-
-const WG: usize = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

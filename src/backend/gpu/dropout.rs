@@ -1,6 +1,7 @@
 //! Launcher of `shaders/dropout.wgsl`: inverted dropout with the counter-based mask of
 //! `rng::hash3`, and the masked product of its backward pass.
 
+use super::WG;
 use super::context::{KernelSpec, Shader};
 use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
@@ -8,7 +9,10 @@ use crate::backend::{Buf, DType, op_name};
 
 static SHADER: Shader = Shader {
     name: "dropout.wgsl",
-    source: include_str!("../../../shaders/dropout.wgsl"),
+    source: concat!(
+        include_str!("../../../shaders/grid.wgsl"),
+        include_str!("../../../shaders/dropout.wgsl")
+    ),
 };
 
 static FORWARD: KernelSpec = KernelSpec {
@@ -27,8 +31,6 @@ static MUL_INPLACE: KernelSpec = KernelSpec {
     // x (the `y` binding, updated), mask
     storage: &[(2, false), (3, false)],
 };
-
-const WG: usize = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

@@ -1,6 +1,7 @@
 //! Launcher of `shaders/gather.wgsl`: batch assembly from the resident data set through the
 //! row-order index.
 
+use super::WG;
 use super::context::{KernelSpec, Shader};
 use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
@@ -8,7 +9,10 @@ use crate::backend::{Buf, DType, op_name};
 
 static SHADER: Shader = Shader {
     name: "gather.wgsl",
-    source: include_str!("../../../shaders/gather.wgsl"),
+    source: concat!(
+        include_str!("../../../shaders/grid.wgsl"),
+        include_str!("../../../shaders/gather.wgsl")
+    ),
 };
 
 /// src, idx (read), dst (written).
@@ -36,8 +40,6 @@ static LABELS: KernelSpec = KernelSpec {
     // src, idx (read), labels (written)
     storage: &[(1, true), (2, true), (4, false)],
 };
-
-const WG: usize = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

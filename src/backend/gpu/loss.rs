@@ -1,6 +1,7 @@
 //! Launcher of `shaders/loss.wgsl`: losses fused with their output activation, writing per-row
 //! statistics and the gradient in one pass.
 
+use super::WG;
 use super::context::{KernelSpec, Shader};
 use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
@@ -9,7 +10,11 @@ use crate::model::LossKind;
 
 static SHADER: Shader = Shader {
     name: "loss.wgsl",
-    source: include_str!("../../../shaders/loss.wgsl"),
+    source: concat!(
+        include_str!("../../../shaders/grid.wgsl"),
+        include_str!("../../../shaders/activation_fn.wgsl"),
+        include_str!("../../../shaders/loss.wgsl")
+    ),
 };
 
 /// out, targets (read), grad, stats (written).
@@ -28,8 +33,6 @@ const fn spec(label: &'static str) -> KernelSpec {
 static SOFTMAX_CE: KernelSpec = spec("softmax_ce");
 static SIGMOID_BCE: KernelSpec = spec("sigmoid_bce");
 static REGRESSION: KernelSpec = spec("regression");
-
-const WG: usize = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

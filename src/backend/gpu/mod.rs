@@ -27,6 +27,9 @@ pub use matmul::MatmulTiles;
 use recorder::Recorder;
 use std::sync::Arc;
 
+/// Invocations per workgroup of the 1-D kernels: `WG` of shaders/grid.wgsl.
+const WG: usize = 256;
+
 pub struct GpuBackend {
     ctx: Arc<Context>,
     rec: Recorder,

@@ -1,6 +1,7 @@
 //! Launcher of `shaders/optimizer.wgsl`: one dispatch updates the whole flat parameter buffer;
 //! the penalty gradients of L1/L2 regularisation.
 
+use super::WG;
 use super::context::{KernelSpec, Shader};
 use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
@@ -9,7 +10,10 @@ use crate::optim::OptimizerKind;
 
 static SHADER: Shader = Shader {
     name: "optimizer.wgsl",
-    source: include_str!("../../../shaders/optimizer.wgsl"),
+    source: concat!(
+        include_str!("../../../shaders/grid.wgsl"),
+        include_str!("../../../shaders/optimizer.wgsl")
+    ),
 };
 
 static UPDATE: KernelSpec = KernelSpec {
@@ -28,8 +32,6 @@ static REGULARIZE: KernelSpec = KernelSpec {
     // param, grad
     storage: &[(1, false), (2, false)],
 };
-
-const WG: usize = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]

@@ -1,6 +1,7 @@
 //! Launcher of `shaders/reduce.wgsl`: column sums (bias gradients), the metrics accumulator,
 //! and fill.
 
+use super::WG;
 use super::context::{KernelSpec, Shader};
 use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
@@ -8,7 +9,10 @@ use crate::backend::{ACC_LEN, Buf, DType, STATS_PER_ROW, op_name};
 
 static SHADER: Shader = Shader {
     name: "reduce.wgsl",
-    source: include_str!("../../../shaders/reduce.wgsl"),
+    source: concat!(
+        include_str!("../../../shaders/grid.wgsl"),
+        include_str!("../../../shaders/reduce.wgsl")
+    ),
 };
 
 static COL_SUM: KernelSpec = KernelSpec {
@@ -33,7 +37,6 @@ static FILL: KernelSpec = KernelSpec {
     storage: &[(2, false)],
 };
 
-const WG: usize = 256;
 /// Columns per col_sum workgroup, as in the shader.
 const COLS: usize = 64;
 
