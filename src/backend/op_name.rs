@@ -157,12 +157,12 @@ pub fn regularize(n: usize) -> OpLabel {
     label(format!("regularize {n}"), 0.0, words(3 * n))
 }
 
-/// Reads parameters, gradients and each state vector the optimizer keeps; writes the
-/// parameters and the state.
-pub fn update(kind: OptimizerKind, n: usize) -> OpLabel {
+/// Reads parameters, gradients and each state vector the optimizer keeps (SGD keeps one only
+/// with momentum); writes the parameters and the state.
+pub fn update(kind: OptimizerKind, momentum: f32, n: usize) -> OpLabel {
     let states = match kind {
         OptimizerKind::Adam | OptimizerKind::Adamw => 2,
-        // SGD without momentum keeps none, but the bound is the same order.
+        OptimizerKind::Sgd if momentum == 0.0 => 0,
         OptimizerKind::Sgd | OptimizerKind::Adagrad | OptimizerKind::Rmsprop => 1,
     };
     let name = format!("{kind:?} update {n}").to_lowercase();
@@ -192,9 +192,11 @@ mod tests {
             4.0 * (6 + 15 + 10 + 10) as f64
         );
         assert_eq!(matmul_col_sum(&d).bytes, 4.0 * (6 + 15 + 10 + 2) as f64);
-        // Adam reads p, g, m, v and writes p, m, v; SGD keeps one state vector.
-        assert_eq!(update(OptimizerKind::Adam, 10).bytes, 280.0);
-        assert_eq!(update(OptimizerKind::Sgd, 10).bytes, 200.0);
+        // Adam reads p, g, m, v and writes p, m, v; SGD keeps one state vector with momentum,
+        // none without.
+        assert_eq!(update(OptimizerKind::Adam, 0.0, 10).bytes, 280.0);
+        assert_eq!(update(OptimizerKind::Sgd, 0.9, 10).bytes, 200.0);
+        assert_eq!(update(OptimizerKind::Sgd, 0.0, 10).bytes, 120.0);
         // Byte images are read as bytes, written as floats, with one index per row.
         assert_eq!(gather_rows(2, 3, DType::U8).bytes, 6.0 + 24.0 + 8.0);
         assert_eq!(gather_rows(2, 3, DType::F32).bytes, 24.0 + 24.0 + 8.0);

@@ -232,7 +232,7 @@ impl Backend for Timed {
         state2: Buf,
         p: &UpdateParams,
     ) -> Result<()> {
-        let name = op_name::update(p.kind, params.len());
+        let name = op_name::update(p.kind, p.momentum, params.len());
         self.time(name, |b| b.update(params, grads, state1, state2, p))
     }
 }

@@ -115,7 +115,7 @@ pub(super) fn update(
         &[Some(params), Some(grads), Some(state1), Some(state2)],
         &dims,
         groups,
-        || op_name::update(u.kind, n),
+        || op_name::update(u.kind, u.momentum, n),
     )
 }
 
