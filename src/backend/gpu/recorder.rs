@@ -58,11 +58,10 @@ struct Dispatch {
 
 pub(super) struct Recorder {
     pub allocs: Vec<Alloc>,
-    /// Bound in place of an absent optional buffer (a matmul's bias, a loss's gradient).
-    /// Bound where a kernel's read-only binding is unused.
+    /// Bound in place of an absent read-only buffer (a matmul's bias).
     dummy: wgpu::Buffer,
-    /// Bound where a writable binding is unused: one buffer bound both read-only and writable
-    /// in one dispatch would be a usage conflict.
+    /// Bound in place of an absent writable buffer (a loss's gradient in evaluation): one
+    /// buffer bound both read-only and writable in one dispatch would be a usage conflict.
     dummy_rw: wgpu::Buffer,
     uniforms: wgpu::Buffer,
     /// Bytes between uniform slots: the block size rounded up to the adapter's alignment.
