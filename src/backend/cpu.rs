@@ -3,7 +3,9 @@
 //! Allocations are plain vectors; matrix products go through the `gemm` crate's blocked SIMD
 //! kernels, threaded over the cores; everything else is a plain loop over slices.
 
-use super::{ACC_LEN, Backend, Buf, DType, MatmulDims, STATS_PER_ROW, UpdateParams, check_len};
+use super::{
+    ACC_LEN, Backend, Buf, DType, MatmulDims, STATS_PER_ROW, UpdateParams, check_len, distinct,
+};
 use crate::model::{Activation, LEAKY_SLOPE, LossKind};
 use crate::optim::OptimizerKind;
 use crate::rng::{hash_to_unit, hash3};
@@ -87,15 +89,6 @@ fn zeroed<T: Clone + Default>(len: usize, label: &str) -> Result<Vec<T>> {
 
 fn range(b: Buf) -> std::ops::Range<usize> {
     b.offset as usize..(b.offset + b.len) as usize
-}
-
-fn distinct(dst: Buf, srcs: &[Buf]) {
-    for s in srcs {
-        assert_ne!(
-            dst.id, s.id,
-            "destination shares an allocation with a source"
-        );
-    }
 }
 
 /// Products smaller than this many FLOPs run on one thread: splitting them costs more in

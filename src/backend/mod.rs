@@ -69,6 +69,18 @@ pub(crate) fn check_len(what: &str, b: Buf, need: usize) -> Result<()> {
     Ok(())
 }
 
+/// A destination must not share its allocation with a source, on either backend: the CPU
+/// writes a destination while reading its sources, and on the GPU a read-only and a writable
+/// binding of one buffer would fail validation. A caller's bug, so a panic.
+pub(crate) fn distinct(dst: Buf, srcs: &[Buf]) {
+    for s in srcs {
+        assert_ne!(
+            dst.id, s.id,
+            "destination shares an allocation with a source"
+        );
+    }
+}
+
 /// `c = op(a) · op(b)` with `op` a transpose where asked; `c` is `(m, n)`, the inner size `k`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatmulDims {

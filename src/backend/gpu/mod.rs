@@ -18,7 +18,7 @@ mod timing;
 
 pub use context::{AdapterSummary, Traffic, list_adapters};
 
-use super::{Backend, Buf, DType, KernelTime, MatmulDims, UpdateParams, check_len};
+use super::{Backend, Buf, DType, KernelTime, MatmulDims, UpdateParams, check_len, distinct};
 use crate::Result;
 use crate::model::{Activation, LossKind};
 use context::Context;
@@ -105,17 +105,6 @@ impl GpuBackend {
         self.alloc_of(src);
         let bytes = self.read_bytes(src.id, u64::from(src.offset) * 4, u64::from(src.len) * 4)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
-    }
-}
-
-/// A destination must not share its allocation with a source (as on the CPU backend); on the
-/// GPU a read-only and a writable binding of one buffer would also fail validation.
-fn distinct(dst: Buf, srcs: &[Buf]) {
-    for s in srcs {
-        assert_ne!(
-            dst.id, s.id,
-            "destination shares an allocation with a source"
-        );
     }
 }
 
