@@ -7,8 +7,9 @@
 //!     cargo bench --bench kernels -- gpu/    # GPU groups only
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use wgtrain::backend::{self, Backend, BackendChoice, Buf, DType, MatmulDims};
+use wgtrain::backend::{self, Backend, BackendChoice, Buf, DType};
 use wgtrain::model::{Activation, LossKind};
+use wgtrain::ops::{ActBackward, Loss, Matmul, MatmulDims, Op, Update};
 use wgtrain::optim::{OptimizerConfig, OptimizerKind};
 use wgtrain::rng::Rng;
 
@@ -30,6 +31,13 @@ fn random(b: &mut dyn Backend, len: usize, seed: u64) -> Buf {
     let buf = b.alloc(DType::F32, len, "bench").unwrap();
     b.write_f32(buf, &v).unwrap();
     buf
+}
+
+/// Checks an op's shape rule once, for the runs the benchmark times.
+fn checked(op: impl Into<Op>) -> Op {
+    let op = op.into();
+    op.check().unwrap();
+    op
 }
 
 fn matmul(c: &mut Criterion) {
@@ -82,9 +90,10 @@ fn matmul(c: &mut Criterion) {
             let bb = random(b.as_mut(), d.k * d.n, 2);
             let out = b.alloc(DType::F32, d.m * d.n, "c").unwrap();
             g.throughput(Throughput::Elements(2 * (d.m * d.k * d.n) as u64));
+            let op = checked(Matmul::new(a, bb, out, d));
             g.bench_function(BenchmarkId::from_parameter(label), |it| {
                 it.iter(|| {
-                    b.matmul(a, bb, None, out, d).unwrap();
+                    b.run(&op).unwrap();
                     b.sync().unwrap();
                 })
             });
@@ -100,10 +109,17 @@ fn elementwise(c: &mut Criterion) {
         let dy = random(b.as_mut(), n, 4);
         let mut g = c.benchmark_group(format!("{name}/relu_backward"));
         g.throughput(Throughput::Bytes((3 * 4 * n) as u64));
+        let op = checked(ActBackward {
+            act: Activation::Relu,
+            y: x,
+            dy,
+            dx: dy,
+            rows: 128,
+            cols: 256,
+        });
         g.bench_function("128x256", |it| {
             it.iter(|| {
-                b.act_backward(Activation::Relu, x, dy, dy, 128, 256)
-                    .unwrap();
+                b.run(&op).unwrap();
                 b.sync().unwrap();
             })
         });
@@ -117,18 +133,19 @@ fn elementwise(c: &mut Criterion) {
         let stats = b.alloc(DType::F32, 256, "stats").unwrap();
         let mut g = c.benchmark_group(format!("{name}/softmax_ce"));
         g.throughput(Throughput::Bytes((2 * 4 * 128 * 10 + 4 * 128 * 3) as u64));
+        let op = checked(Loss {
+            kind: LossKind::SoftmaxCrossEntropy,
+            out: logits,
+            targets: labels,
+            rows: 128,
+            cols: 10,
+            grad: Some(grad),
+            stats: Some(stats),
+            acc: None,
+        });
         g.bench_function("128x10", |it| {
             it.iter(|| {
-                b.loss(
-                    LossKind::SoftmaxCrossEntropy,
-                    logits,
-                    labels,
-                    128,
-                    10,
-                    Some(grad),
-                    stats,
-                )
-                .unwrap();
+                b.run(&op).unwrap();
                 b.sync().unwrap();
             })
         });
@@ -142,9 +159,18 @@ fn elementwise(c: &mut Criterion) {
         let u = OptimizerConfig::new(OptimizerKind::Adam).update_params(0);
         let mut g = c.benchmark_group(format!("{name}/adam"));
         g.throughput(Throughput::Bytes((7 * 4 * p) as u64));
+        let op = checked(Update {
+            params,
+            grads,
+            state1: s1,
+            state2: s2,
+            hyper: u,
+            penalty: None,
+            clip: None,
+        });
         g.bench_function("235200", |it| {
             it.iter(|| {
-                b.update(params, grads, s1, s2, &u).unwrap();
+                b.run(&op).unwrap();
                 b.sync().unwrap();
             })
         });

@@ -19,7 +19,8 @@ struct Dims {
 }
 
 @group(0) @binding(0) var<uniform> d: Dims;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+// Writable so that mask_mul may bind one buffer as both x and y (in place).
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> mask: array<f32>;
 
@@ -55,9 +56,9 @@ fn dropout_forward(
     y[d.y_off + i] = x[d.x_off + i] * m;
 }
 
-// y *= mask, in place (here `y` is the gradient being masked).
+// y = x ⊙ mask (dropout's backward); y may be x.
 @compute @workgroup_size(256)
-fn mul_inplace(
+fn mask_mul(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -66,5 +67,5 @@ fn mul_inplace(
     if i >= d.n {
         return;
     }
-    y[d.y_off + i] = y[d.y_off + i] * mask[d.mask_off + i];
+    y[d.y_off + i] = x[d.x_off + i] * mask[d.mask_off + i];
 }

@@ -1,5 +1,7 @@
-// Batch assembly: rows of the resident data set picked by an index buffer.
-// src: (_, cols) packed bytes or f32 bits; idx: (rows,) -> dst: (rows, cols), labels: (rows,).
+// Batch assembly: rows of the resident data set picked by an index buffer, and their class
+// labels, beside the rows (fused) or alone.
+// src: (_, cols) packed bytes or f32 bits; idx: (rows,) -> dst: (rows, cols);
+// label_src: (_,) -> labels: (rows,).
 // WG and `flat` are in grid.wgsl, prepended to this file.
 
 struct Dims {
@@ -14,6 +16,10 @@ struct Dims {
     // dst = a · src + b
     a: f32,
     b: f32,
+    // The rows kernels also gather labels (label_src -> labels) when set.
+    has_labels: u32,
+    label_src_off: u32,
+    labels_off: u32,
 }
 
 @group(0) @binding(0) var<uniform> d: Dims;
@@ -21,6 +27,12 @@ struct Dims {
 @group(0) @binding(2) var<storage, read> idx: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(4) var<storage, read_write> labels: array<u32>;
+@group(0) @binding(5) var<storage, read> label_src: array<u32>;
+
+// labels[r] = label_src[idx[r]].
+fn gather_label(r: u32) {
+    labels[d.labels_off + r] = label_src[d.label_src_off + idx[d.idx_off + r]];
+}
 
 // Bytes are packed four to a little-endian word.
 @compute @workgroup_size(256)
@@ -38,6 +50,9 @@ fn gather_rows_u8(
     let byte = d.src_off + idx[d.idx_off + r] * d.cols + c;
     let v = (src[byte >> 2u] >> ((byte & 3u) * 8u)) & 0xffu;
     dst[d.dst_off + i] = d.a * f32(v) + d.b;
+    if d.has_labels != 0u && c == 0u {
+        gather_label(r);
+    }
 }
 
 @compute @workgroup_size(256)
@@ -54,9 +69,12 @@ fn gather_rows_f32(
     let c = i - r * d.cols;
     let v = bitcast<f32>(src[d.src_off + idx[d.idx_off + r] * d.cols + c]);
     dst[d.dst_off + i] = d.a * v + d.b;
+    if d.has_labels != 0u && c == 0u {
+        gather_label(r);
+    }
 }
 
-// labels[r] = src[idx[r]].
+// labels[r] = label_src[idx[r]], alone.
 @compute @workgroup_size(256)
 fn gather_labels(
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -67,5 +85,5 @@ fn gather_labels(
     if r >= d.rows {
         return;
     }
-    labels[d.dst_off + r] = src[d.src_off + idx[d.idx_off + r]];
+    gather_label(r);
 }

@@ -1,6 +1,8 @@
-// Optimizer updates over the whole flat parameter buffer in one dispatch, and the L1/L2
-// penalty gradients. The rules are those of `update_slices` in src/backend/cpu.rs.
-// param, grad, state1, state2: (n,). WG and `flat` are in grid.wgsl, prepended to this file.
+// Optimizer updates over the whole flat parameter buffer in one dispatch, with the L1/L2
+// penalty gradients and gradient clipping fused in when asked, and the penalties alone. The
+// rules are those of `Update` and `update_slices` in src/ops/optimizer.rs.
+// param, grad, state1, state2: (n,); norm2: (1,). WG and `flat` are in grid.wgsl, prepended to
+// this file.
 
 struct Dims {
     n: u32,
@@ -21,8 +23,20 @@ struct Dims {
     decay: f32,
     bias_correction1: f32,
     bias_correction2: f32,
+    // regularize's penalty.
     l1: f32,
     l2: f32,
+    // The update's fused penalty: weights before bias_start, biases from it.
+    has_penalty: u32,
+    bias_start: u32,
+    l1_weights: f32,
+    l2_weights: f32,
+    l1_biases: f32,
+    l2_biases: f32,
+    // Gradient clipping: g *= min(1, max_norm / (sqrt(norm2) + 1e-6)).
+    has_clip: u32,
+    max_norm: f32,
+    norm_off: u32,
 }
 
 const SGD: u32 = 0u;
@@ -33,6 +47,12 @@ const RMSPROP: u32 = 2u;
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> state1: array<f32>;
 @group(0) @binding(4) var<storage, read_write> state2: array<f32>;
+@group(0) @binding(5) var<storage, read> norm2: array<f32>;
+
+// The penalty gradient of one parameter.
+fn penalty(p: f32, l1: f32, l2: f32) -> f32 {
+    return l1 * sign(p) + 2.0 * l2 * p;
+}
 
 @compute @workgroup_size(256)
 fn update(
@@ -44,8 +64,24 @@ fn update(
     if i >= d.n {
         return;
     }
-    let g = grad[d.g_off + i];
     let p = param[d.p_off + i];
+    // The gradient as the unfused ops would leave it: penalty added, then clipped.
+    var g = grad[d.g_off + i];
+    if d.has_penalty != 0u {
+        // A part without a penalty is left as it is, as the unfused ops leave it.
+        var l1 = d.l1_biases;
+        var l2 = d.l2_biases;
+        if i < d.bias_start {
+            l1 = d.l1_weights;
+            l2 = d.l2_weights;
+        }
+        if l1 != 0.0 || l2 != 0.0 {
+            g += penalty(p, l1, l2);
+        }
+    }
+    if d.has_clip != 0u {
+        g *= min(1.0, d.max_norm / (sqrt(norm2[d.norm_off]) + 1e-6));
+    }
     let s1i = d.s1_off + i;
     switch d.kind {
         case SGD: {
@@ -94,6 +130,5 @@ fn regularize(
     if i >= d.n {
         return;
     }
-    let p = param[d.p_off + i];
-    grad[d.g_off + i] += d.l1 * sign(p) + 2.0 * d.l2 * p;
+    grad[d.g_off + i] += penalty(param[d.p_off + i], d.l1, d.l2);
 }

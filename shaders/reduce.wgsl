@@ -1,4 +1,5 @@
-// Reductions and fills: column sums (bias gradients), the metrics accumulator, and fill.
+// Reductions and fills: column sums (bias gradients), the metrics accumulator, the sum of
+// squares (gradient clipping's global norm), and fill.
 // WG and `flat` are in grid.wgsl, prepended to this file.
 
 struct Dims {
@@ -48,7 +49,8 @@ fn col_sum(
     }
 }
 
-// dst[0..3] += (Σ loss, Σ metric, rows) over stats (rows, 2). One workgroup.
+// dst[0..2] += (Σ loss, Σ metric) over stats (rows, 2). One workgroup: each invocation sums
+// the rows r ≡ lid (mod WG), then a tree adds the sums in a fixed order.
 @compute @workgroup_size(256)
 fn accumulate_stats(@builtin(local_invocation_id) lid: vec3<u32>) {
     var l = 0.0;
@@ -70,7 +72,28 @@ fn accumulate_stats(@builtin(local_invocation_id) lid: vec3<u32>) {
     if lid.x == 0u {
         dst[d.dst_off] += part_a[0];
         dst[d.dst_off + 1u] += part_b[0];
-        dst[d.dst_off + 2u] += f32(d.rows);
+    }
+}
+
+// dst[0] = Σ src[i]² over src (n,) with n in `rows`. One workgroup, strided then a tree, as
+// above: the result does not depend on scheduling.
+@compute @workgroup_size(256)
+fn sum_squares(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var s = 0.0;
+    for (var i = lid.x; i < d.rows; i += WG) {
+        let v = src[d.src_off + i];
+        s += v * v;
+    }
+    part_a[lid.x] = s;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half >>= 1u) {
+        if lid.x < half {
+            part_a[lid.x] += part_a[lid.x + half];
+        }
+        workgroupBarrier();
+    }
+    if lid.x == 0u {
+        dst[d.dst_off] = part_a[0];
     }
 }
 

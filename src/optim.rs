@@ -1,7 +1,9 @@
-//! Optimizer settings and the host-side schedule (decayed learning rate, bias corrections).
-//! The updates themselves are backend ops over the flat parameter buffer.
+//! Optimizer settings, learning-rate schedules and penalties. The host computes each step's
+//! learning rate and Adam's bias corrections; the updates themselves are one op over the flat
+//! parameter buffer ([`crate::ops::Update`]).
 
-use crate::backend::UpdateParams;
+use crate::model::ParamLayout;
+use crate::ops::UpdateParams;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -40,9 +42,11 @@ impl OptimizerKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerConfig {
     pub kind: OptimizerKind,
+    /// The base learning rate; [`OptimizerConfig::schedule`] scales it per step.
     pub lr: f32,
-    /// `lr_t = lr / (1 + decay · t)`.
-    pub decay: f32,
+    /// How the learning rate changes with the step.
+    #[serde(default)]
+    pub schedule: Schedule,
     pub momentum: f32,
     pub nesterov: bool,
     pub beta1: f32,
@@ -57,7 +61,7 @@ impl OptimizerConfig {
         OptimizerConfig {
             kind,
             lr: kind.default_lr(),
-            decay: 0.0,
+            schedule: Schedule::Constant,
             momentum: if kind == OptimizerKind::Sgd { 0.9 } else { 0.0 },
             nesterov: false,
             beta1: 0.9,
@@ -95,7 +99,7 @@ impl OptimizerConfig {
                 self.lr
             )));
         }
-        finite_nonneg("--decay", self.decay)?;
+        self.schedule.validate()?;
         finite_nonneg("--weight-decay", self.weight_decay)?;
         finite_nonneg("--eps", self.eps)?;
         for (name, v) in [
@@ -112,7 +116,7 @@ impl OptimizerConfig {
 
     /// The learning rate at (0-based) update `step`.
     pub fn lr_at(&self, step: u64) -> f32 {
-        (self.lr as f64 / (1.0 + self.decay as f64 * step as f64)) as f32
+        (self.lr as f64 * self.schedule.factor(step)) as f32
     }
 
     /// The op parameters of (0-based) update `step`.
@@ -130,5 +134,130 @@ impl OptimizerConfig {
             bias_correction1: (1.0 - (self.beta1 as f64).powi(t)) as f32,
             bias_correction2: (1.0 - (self.beta2 as f64).powi(t)) as f32,
         }
+    }
+}
+
+/// How the learning rate changes with the (0-based) optimizer step `t`: the base rate times a
+/// factor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Schedule {
+    /// The base rate throughout.
+    #[default]
+    Constant,
+    /// `lr / (1 + decay · t)`, as in "Neural Networks from Scratch".
+    InverseTime { decay: f32 },
+    /// `lr · gamma^⌊t / every⌋`: the rate times `gamma` every `every` steps.
+    Step { every: u64, gamma: f32 },
+    /// Linear warm-up from 0 over `warmup` steps, then half a cosine from the base rate down to
+    /// 0 at step `total`.
+    Cosine { warmup: u64, total: u64 },
+}
+
+impl Schedule {
+    /// The factor the base learning rate is multiplied by at step `t`.
+    ///
+    /// ```
+    /// use wgtrain::optim::Schedule;
+    ///
+    /// assert_eq!(Schedule::InverseTime { decay: 0.5 }.factor(2), 0.5);
+    /// assert_eq!(Schedule::Step { every: 10, gamma: 0.1 }.factor(25), 0.1f64.powi(2));
+    /// let cosine = Schedule::Cosine { warmup: 10, total: 110 };
+    /// assert_eq!(cosine.factor(4), 0.5); // step 5 of 10 of the warm-up
+    /// assert!((cosine.factor(60) - 0.5).abs() < 1e-12); // halfway down
+    /// assert_eq!(cosine.factor(200), 0.0);
+    /// ```
+    pub fn factor(&self, t: u64) -> f64 {
+        match *self {
+            Schedule::Constant => 1.0,
+            Schedule::InverseTime { decay } => 1.0 / (1.0 + decay as f64 * t as f64),
+            Schedule::Step { every, gamma } => (gamma as f64).powi((t / every.max(1)) as i32),
+            Schedule::Cosine { warmup, total } => {
+                if t < warmup {
+                    (t + 1) as f64 / warmup as f64
+                } else if t >= total {
+                    0.0
+                } else {
+                    let span = (total - warmup).max(1) as f64;
+                    let done = (t - warmup) as f64 / span;
+                    0.5 * (1.0 + (std::f64::consts::PI * done).cos())
+                }
+            }
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            Schedule::Constant => Ok(()),
+            Schedule::InverseTime { decay } if decay.is_finite() && decay >= 0.0 => Ok(()),
+            Schedule::InverseTime { decay } => Err(Error::Config(format!(
+                "the learning-rate decay must be a finite number >= 0, got {decay}"
+            ))),
+            Schedule::Step { every, gamma } if every > 0 && gamma.is_finite() && gamma > 0.0 => {
+                Ok(())
+            }
+            Schedule::Step { every, gamma } => Err(Error::Config(format!(
+                "a step schedule needs a period of at least one step and a factor > 0, got \
+                 every {every} steps, factor {gamma}"
+            ))),
+            Schedule::Cosine { warmup, total } if warmup < total => Ok(()),
+            Schedule::Cosine { warmup, total } => Err(Error::Config(format!(
+                "a cosine schedule's warm-up ({warmup} steps) must end before its last step \
+                 ({total})"
+            ))),
+        }
+    }
+}
+
+/// L1 and L2 penalty strengths, for weights and biases separately: the loss gains
+/// `Σ l1·|w| + l2·w²` over each part.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Regularization {
+    pub l1_weights: f32,
+    pub l2_weights: f32,
+    pub l1_biases: f32,
+    pub l2_biases: f32,
+}
+
+impl Regularization {
+    pub fn is_zero(&self) -> bool {
+        *self == Regularization::default()
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("--l1", self.l1_weights),
+            ("--l2", self.l2_weights),
+            ("--l1-bias", self.l1_biases),
+            ("--l2-bias", self.l2_biases),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::Config(format!(
+                    "{name} must be a finite number >= 0, got {v}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The penalty `Σ l1·|w| + l2·w²` over weights and biases of the flat parameters.
+    pub fn penalty(&self, layout: &ParamLayout, params: &[f32]) -> f64 {
+        if self.is_zero() {
+            return 0.0;
+        }
+        let term = |v: &[f32], l1: f32, l2: f32| -> f64 {
+            v.iter()
+                .map(|&x| l1 as f64 * (x as f64).abs() + l2 as f64 * (x as f64).powi(2))
+                .sum()
+        };
+        layout
+            .slots
+            .iter()
+            .map(|s| {
+                let w = &params[s.weight_offset..s.weight_offset + s.inputs * s.outputs];
+                let b = &params[s.bias_offset..s.bias_offset + s.outputs];
+                term(w, self.l1_weights, self.l2_weights) + term(b, self.l1_biases, self.l2_biases)
+            })
+            .sum()
     }
 }

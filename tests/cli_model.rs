@@ -8,11 +8,10 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::data::{self, DataSource, Dataset, Features, Targets};
-use wgtrain::infer::LoadedModel;
-use wgtrain::model::{Activation, LossKind, ModelSpec};
+use wgtrain::model::{Activation, LossKind, Model, ModelSpec};
 use wgtrain::optim::{OptimizerConfig, OptimizerKind};
 use wgtrain::store::{load_model, save_model};
-use wgtrain::train::{Regularization, RunData, Silent, Trainer, fit};
+use wgtrain::train::{RunData, Trainer, fit};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -245,15 +244,8 @@ fn save_then_load_predicts_identically() {
     )
     .unwrap();
     spec.input_shape = (28, 28);
-    let mut trainer = Trainer::new(
-        Box::new(CpuBackend::new()),
-        spec,
-        64,
-        OptimizerConfig::new(OptimizerKind::Adam),
-        Regularization::default(),
-        7,
-    )
-    .unwrap();
+    let adam = OptimizerConfig::new(OptimizerKind::Adam);
+    let mut trainer = Trainer::from_spec(Box::new(CpuBackend::new()), spec, 64, adam, 7).unwrap();
     let train_r = trainer.upload(&train).unwrap();
     let test_r = trainer.upload(&test).unwrap();
     let data = RunData {
@@ -261,18 +253,19 @@ fn save_then_load_predicts_identically() {
         val: None,
         test: None,
     };
-    fit(&mut trainer, data, 2, &mut Silent).unwrap();
-    let before = trainer.predict(&test_r).unwrap();
+    fit(&mut trainer, data, 2, &mut []).unwrap();
+    let before = trainer.model_mut().outputs(&test_r).unwrap();
     let params = trainer.params().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
-    save_model(&path, &trainer.net.spec, &params).unwrap();
+    save_model(&path, trainer.spec(), &params).unwrap();
     let saved = load_model(&path).unwrap();
-    assert_eq!(saved.spec, trainer.net.spec);
+    assert_eq!(&saved.spec, trainer.spec());
     assert_eq!(saved.params, params);
 
-    let mut loaded = LoadedModel::new(Box::new(CpuBackend::new()), saved, 64).unwrap();
+    let mut loaded = Model::load(&path, Box::new(CpuBackend::new())).unwrap();
+    loaded.set_batch_size(64).unwrap();
     let resident = loaded.upload(&test).unwrap();
     let after = loaded.outputs(&resident).unwrap();
     assert_eq!(before.len(), 300 * 10);

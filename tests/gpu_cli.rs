@@ -143,7 +143,7 @@ fn gpu_device_lost_is_reported() {
     use wgtrain::data::{Dataset, Features, Targets};
     use wgtrain::model::{Activation, LossKind, ModelSpec};
     use wgtrain::optim::{OptimizerConfig, OptimizerKind};
-    use wgtrain::train::{Regularization, Trainer};
+    use wgtrain::train::Trainer;
     if !have_gpu() {
         return;
     }
@@ -171,22 +171,15 @@ fn gpu_device_lost_is_reported() {
         LossKind::SoftmaxCrossEntropy,
     )
     .unwrap();
-    let mut t = Trainer::new(
-        Box::new(gpu),
-        spec,
-        16,
-        OptimizerConfig::new(OptimizerKind::Adam),
-        Regularization::default(),
-        1,
-    )
-    .unwrap();
+    let adam = OptimizerConfig::new(OptimizerKind::Adam);
+    let mut t = Trainer::from_spec(Box::new(gpu), spec, 16, adam, 1).unwrap();
     let d = t.upload(&data).unwrap();
     t.shuffle(&d).unwrap();
     t.step(&d, 0, 16).unwrap();
-    t.read_metrics().unwrap();
+    t.read_acc().unwrap();
     sibling.lose_device();
     let step = t.step(&d, 16, 16);
-    let read = t.read_metrics();
+    let read = t.read_acc();
     let e = step
         .err()
         .or(read.err())

@@ -7,13 +7,19 @@
 mod common;
 
 use common::gpu;
+use wgtrain::Error;
 use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::backend::gpu::{GpuBackend, MatmulTiles, list_adapters};
-use wgtrain::backend::{ACC_LEN, Backend, Buf, DType, MatmulDims, STATS_PER_ROW};
+use wgtrain::backend::{Backend, Buf, DType};
 use wgtrain::model::{Activation, LossKind};
-use wgtrain::optim::{OptimizerConfig, OptimizerKind};
+use wgtrain::ops::gather::LabelPair;
+use wgtrain::ops::reduce::{ACC_LEN, STATS_PER_ROW};
+use wgtrain::ops::{
+    AccumulateStats, ActBackward, ActForward, Clip, ColSum, Dropout, Epilogue, Fill, Gather,
+    GatherLabels, Loss, MaskMul, Matmul, MatmulDims, Op, Penalty, Regularize, SumSquares, Update,
+};
+use wgtrain::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use wgtrain::rng::Rng;
-use wgtrain::{Error, Result};
 
 /// The CPU reference and a GPU backend holding the same data.
 struct Pair {
@@ -77,10 +83,10 @@ impl Pair {
         Both { cpu, gpu }
     }
 
-    /// Runs `op` on both backends.
-    fn run(&mut self, op: impl Fn(&mut dyn Backend, bool) -> Result<()>) {
-        op(&mut self.cpu, false).unwrap();
-        op(&mut self.gpu, true).unwrap();
+    /// Runs the op `op(on_gpu)` builds on both backends (its shape rule checked first).
+    fn run<O: Into<Op>>(&mut self, op: impl Fn(bool) -> O) {
+        wgtrain::ops::run(&mut self.cpu, op(false)).unwrap();
+        wgtrain::ops::run(&mut self.gpu, op(true)).unwrap();
     }
 
     fn read(&mut self, b: Both) -> (Vec<f32>, Vec<f32>) {
@@ -88,6 +94,21 @@ impl Pair {
             self.gpu.read_f32(b.gpu).unwrap(),
             self.cpu.read_f32(b.cpu).unwrap(),
         )
+    }
+
+    /// A label output: zeros on the CPU, u32::MAX on the GPU.
+    fn labels_out(&mut self, len: usize) -> Both {
+        let cpu = self.cpu.alloc(DType::U32, len, "labels").unwrap();
+        let gpu = self.gpu.alloc(DType::U32, len, "labels").unwrap();
+        self.gpu.write_u32(gpu, &vec![u32::MAX; len]).unwrap();
+        Both { cpu, gpu }
+    }
+
+    /// Asserts the GPU's labels `b` equal the CPU's.
+    fn check_labels(&mut self, what: &str, b: Both) {
+        let g = self.gpu.read_u32(b.gpu).unwrap();
+        let c = self.cpu.read_u32(b.cpu).unwrap();
+        assert_eq!(g, c, "{what}");
     }
 
     /// Asserts the GPU's `b` is within `abs + rel·|cpu|` of the CPU's.
@@ -99,6 +120,15 @@ impl Pair {
     fn check_exact(&mut self, what: &str, b: Both) {
         let (g, c) = self.read(b);
         assert_close(what, &g, &c, 0.0, 0.0);
+    }
+}
+
+/// The fused epilogue, or none for softmax (which the test then runs as the op after).
+fn fused(act: Activation, e: Epilogue) -> Epilogue {
+    if act == Activation::Softmax {
+        Epilogue::None
+    } else {
+        e
     }
 }
 
@@ -158,14 +188,9 @@ fn check_matmul(
         trans_a: ta,
         trans_b: tb,
     };
-    p.run(|be, g| {
-        be.matmul(
-            pick(a, g),
-            pick(b, g),
-            bias.map(|x| pick(x, g)),
-            pick(c, g),
-            dims,
-        )
+    p.run(|g| Matmul {
+        bias: bias.map(|x| pick(x, g)),
+        ..Matmul::new(pick(a, g), pick(b, g), pick(c, g), dims)
     });
     let what = format!(
         "matmul m={m} k={k} n={n} trans_a={ta} trans_b={tb} bias={}",
@@ -275,11 +300,26 @@ fn fused_matmul_activation_matches_cpu() {
                     .slice(4, m * n);
                 let what = format!("m={m} k={k} n={n} trans_a={ta} trans_b={tb} {act:?} {tiles:?}");
 
+                // Softmax is row-wise: the reference pair stands for the fused op, which the
+                // shape rule refuses for it.
                 let c = p.out(m * n + 2).slice(2, m * n);
-                p.run(|be, g| {
+                p.run(|g| {
                     let (a, b, bias, c) = (pick(a, g), pick(b, g), pick(bias, g), pick(c, g));
-                    be.matmul_act(a, b, Some(bias), c, dims, act)
+                    Matmul {
+                        bias: Some(bias),
+                        epilogue: fused(act, Epilogue::Act(act)),
+                        ..Matmul::new(a, b, c, dims)
+                    }
                 });
+                if act == Activation::Softmax {
+                    p.run(|g| ActForward {
+                        act,
+                        x: pick(c, g),
+                        y: pick(c, g),
+                        rows: m,
+                        cols: n,
+                    });
+                }
                 p.check(
                     &format!("matmul_act {what}"),
                     c,
@@ -288,10 +328,26 @@ fn fused_matmul_activation_matches_cpu() {
                 );
 
                 let c = p.out(m * n + 2).slice(2, m * n);
-                p.run(|be, g| {
+                p.run(|g| {
                     let (a, b, y, c) = (pick(a, g), pick(b, g), pick(y, g), pick(c, g));
-                    be.matmul_act_grad(a, b, y, c, dims, act)
+                    Matmul {
+                        epilogue: fused(act, Epilogue::ActGrad { act, y }),
+                        ..Matmul::new(a, b, c, dims)
+                    }
                 });
+                if act == Activation::Softmax {
+                    p.run(|g| {
+                        let (y, c) = (pick(y, g), pick(c, g));
+                        ActBackward {
+                            act,
+                            y,
+                            dy: c,
+                            dx: c,
+                            rows: m,
+                            cols: n,
+                        }
+                    });
+                }
                 p.check(
                     &format!("matmul_act_grad {what}"),
                     c,
@@ -317,7 +373,10 @@ fn check_matmul_col_sum(p: &mut Pair, rng: &mut Rng, (m, k, n): (usize, usize, u
     let b = p.f32s(&uniform(rng, k * n + 5, -1.0, 1.0)).slice(5, k * n);
     let grads = p.out(m * n + m + 7);
     let (c, sums) = (grads.slice(2, m * n), grads.slice(m * n + 5, m));
-    p.run(|be, g| be.matmul_col_sum(pick(a, g), pick(b, g), pick(c, g), dims, pick(sums, g)));
+    p.run(|g| Matmul {
+        epilogue: Epilogue::ColSums(pick(sums, g)),
+        ..Matmul::new(pick(a, g), pick(b, g), pick(c, g), dims)
+    });
     let what = format!("m={m} k={k} n={n} trans_b={tb}");
     p.check(
         &format!("matmul_col_sum product {what}"),
@@ -378,7 +437,8 @@ fn gather_rows_matches_cpu() {
     let u8src = p.u8s(&pixels);
     let f32src = p.f32s(&values);
     // A slice at an odd offset, as `ResidentData::gather` takes `index.slice(start, rows)`.
-    let idx = p.u32s(&order).slice(7, rows);
+    // From entry 7 of the order on, as a batch in mid-epoch reads it.
+    let idx = p.u32s(&order);
     for (src, affine) in [
         (u8src, (1.0 / 255.0, 0.0)),
         (u8src, (1.0 / 127.5, -1.0)),
@@ -386,7 +446,16 @@ fn gather_rows_matches_cpu() {
         (f32src, (0.5, 2.0)),
     ] {
         let dst = p.out(rows * cols + 1).slice(1, rows * cols);
-        p.run(|be, g| be.gather_rows(pick(src, g), pick(idx, g), rows, cols, affine, pick(dst, g)));
+        p.run(|g| Gather {
+            src: pick(src, g),
+            idx: pick(idx, g),
+            start: 7,
+            rows,
+            cols,
+            affine,
+            dst: pick(dst, g),
+            labels: None,
+        });
         p.check("gather_rows", dst, 1e-6, 1e-6);
     }
 }
@@ -408,23 +477,32 @@ fn gather_with_more_rows_than_one_grid_dimension() {
             p.gpu.set_max_workgroups_per_dimension(cap);
         }
         let dst = p.out(rows * cols);
-        p.run(|be, g| {
-            be.gather_rows(
-                pick(src, g),
-                pick(idx, g),
-                rows,
-                cols,
-                (1.0 / 255.0, 0.0),
-                pick(dst, g),
-            )
+        let labels = p.labels_out(rows);
+        // The rows and their labels in one pass, as the fused training plan gathers them.
+        p.run(|g| Gather {
+            src: pick(src, g),
+            idx: pick(idx, g),
+            start: 0,
+            rows,
+            cols,
+            affine: (1.0 / 255.0, 0.0),
+            dst: pick(dst, g),
+            labels: Some(LabelPair {
+                src: pick(lab, g),
+                dst: pick(labels, g),
+            }),
         });
         p.check("gather_rows", dst, 1e-6, 1e-6);
-        let cpu = p.cpu.alloc(DType::U32, rows, "labels").unwrap();
-        let gpu = p.gpu.alloc(DType::U32, rows, "labels").unwrap();
-        p.gpu.write_u32(gpu, &vec![u32::MAX; rows]).unwrap();
-        p.cpu.gather_labels(lab.cpu, idx.cpu, rows, cpu).unwrap();
-        p.gpu.gather_labels(lab.gpu, idx.gpu, rows, gpu).unwrap();
-        assert_eq!(p.gpu.read_u32(gpu).unwrap(), p.cpu.read_u32(cpu).unwrap());
+        p.check_labels("fused labels", labels);
+        let alone = p.labels_out(rows);
+        p.run(|g| GatherLabels {
+            src: pick(lab, g),
+            idx: pick(idx, g),
+            start: 0,
+            rows,
+            dst: pick(alone, g),
+        });
+        p.check_labels("labels", alone);
     }
 }
 
@@ -435,20 +513,35 @@ fn gather_labels_matches_cpu() {
     let labels: Vec<u32> = (0..100).map(|_| rng.below(10) as u32).collect();
     let order: Vec<u32> = (0..40).map(|_| rng.below(100) as u32).collect();
     let lab = p.u32s(&labels);
-    let idx = p.u32s(&order).slice(3, 31);
-    let cpu = p.cpu.alloc(DType::U32, 33, "labels").unwrap();
-    let gpu = p.gpu.alloc(DType::U32, 33, "labels").unwrap();
-    p.gpu.write_u32(gpu, &[u32::MAX; 33]).unwrap();
-    p.cpu
-        .gather_labels(lab.cpu, idx.cpu, 31, cpu.slice(2, 31))
-        .unwrap();
-    p.gpu
-        .gather_labels(lab.gpu, idx.gpu, 31, gpu.slice(2, 31))
-        .unwrap();
-    assert_eq!(
-        p.gpu.read_u32(gpu.slice(2, 31)).unwrap(),
-        p.cpu.read_u32(cpu.slice(2, 31)).unwrap()
-    );
+    let idx = p.u32s(&order);
+    let out = p.labels_out(33).slice(2, 31);
+    p.run(|g| GatherLabels {
+        src: pick(lab, g),
+        idx: pick(idx, g),
+        start: 3,
+        rows: 31,
+        dst: pick(out, g),
+    });
+    p.check_labels("labels", out);
+    // Fused with a row gather from f32 rows.
+    let rows_src = p.f32s(&uniform(&mut rng, 100 * 3, -1.0, 1.0));
+    let dst = p.out(31 * 3);
+    let fused = p.labels_out(31);
+    p.run(|g| Gather {
+        src: pick(rows_src, g),
+        idx: pick(idx, g),
+        start: 3,
+        rows: 31,
+        cols: 3,
+        affine: (1.0, 0.0),
+        dst: pick(dst, g),
+        labels: Some(LabelPair {
+            src: pick(lab, g),
+            dst: pick(fused, g),
+        }),
+    });
+    p.check("fused gather rows", dst, 0.0, 0.0);
+    p.check_labels("fused gather labels", fused);
 }
 
 #[test]
@@ -465,7 +558,16 @@ fn write_u8_keeps_the_rest_of_a_partly_written_word() {
         .unwrap();
     let idx = p.u32s(&[0]);
     let dst = p.out(11);
-    p.run(|be, g| be.gather_rows(pick(src, g), pick(idx, g), 1, 11, (1.0, 0.0), pick(dst, g)));
+    p.run(|g| Gather {
+        src: pick(src, g),
+        idx: pick(idx, g),
+        start: 0,
+        rows: 1,
+        cols: 11,
+        affine: (1.0, 0.0),
+        dst: pick(dst, g),
+        labels: None,
+    });
     p.check_exact("bytes after a partial write", dst);
 }
 
@@ -496,11 +598,23 @@ fn activations_forward_match_cpu() {
     for act in ACTIVATIONS {
         let xs = p.f32s(&x);
         let y = p.out(n + 4).slice(4, n);
-        p.run(|be, g| be.act_forward(act, pick(xs, g), pick(y, g), rows, cols));
+        p.run(|g| ActForward {
+            act,
+            x: pick(xs, g),
+            y: pick(y, g),
+            rows,
+            cols,
+        });
         p.check(&format!("{act:?} forward"), y, ABS, REL);
         // In place.
         let xy = p.f32s(&x).slice(0, n);
-        p.run(|be, g| be.act_forward(act, pick(xy, g), pick(xy, g), rows, cols));
+        p.run(|g| ActForward {
+            act,
+            x: pick(xy, g),
+            y: pick(xy, g),
+            rows,
+            cols,
+        });
         p.check(&format!("{act:?} forward in place"), xy, ABS, REL);
     }
 }
@@ -516,14 +630,34 @@ fn activations_backward_match_cpu() {
     for act in ACTIVATIONS {
         // The forward output, as the network keeps it.
         let y = p.f32s(&x);
-        p.run(|be, g| be.act_forward(act, pick(y, g), pick(y, g), rows, cols));
+        p.run(|g| ActForward {
+            act,
+            x: pick(y, g),
+            y: pick(y, g),
+            rows,
+            cols,
+        });
         let dys = p.f32s(&dy);
         let dx = p.out(n + 1).slice(1, n);
-        p.run(|be, g| be.act_backward(act, pick(y, g), pick(dys, g), pick(dx, g), rows, cols));
+        p.run(|g| ActBackward {
+            act,
+            y: pick(y, g),
+            dy: pick(dys, g),
+            dx: pick(dx, g),
+            rows,
+            cols,
+        });
         p.check(&format!("{act:?} backward"), dx, ABS, REL);
         // dx aliasing dy, as the network calls it.
         let g2 = p.f32s(&dy);
-        p.run(|be, g| be.act_backward(act, pick(y, g), pick(g2, g), pick(g2, g), rows, cols));
+        p.run(|g| ActBackward {
+            act,
+            y: pick(y, g),
+            dy: pick(g2, g),
+            dx: pick(g2, g),
+            rows,
+            cols,
+        });
         p.check(&format!("{act:?} backward in place"), g2, ABS, REL);
     }
 }
@@ -545,16 +679,14 @@ fn dropout_masks_equal_the_cpu_masks_exactly() {
         let xs = p.f32s(&x);
         let y = p.out(n);
         let mask = p.out(n + 3).slice(3, n);
-        p.run(|be, g| {
-            be.dropout_forward(
-                pick(xs, g),
-                pick(y, g),
-                pick(mask, g),
-                n,
-                p_drop,
-                seed,
-                stream,
-            )
+        p.run(|g| Dropout {
+            x: pick(xs, g),
+            y: pick(y, g),
+            mask: pick(mask, g),
+            n,
+            p: p_drop,
+            seed,
+            stream,
         });
         p.check_exact("dropout mask", mask);
         p.check_exact("dropout output", y);
@@ -570,10 +702,23 @@ fn dropout_masks_equal_the_cpu_masks_exactly() {
             (frac - (1.0 - p_drop as f64)).abs() < 0.01,
             "kept {frac} at p={p_drop}"
         );
-        // Backward: the gradient masked in place.
+        // Backward: the gradient masked in place, and into a buffer of its own.
         let grad = p.f32s(&uniform(&mut rng, n, -1.0, 1.0));
-        p.run(|be, g| be.mul_inplace(pick(grad, g), pick(mask, g), n));
-        p.check_exact("masked gradient", grad);
+        let into = p.out(n);
+        p.run(|g| MaskMul {
+            x: pick(grad, g),
+            mask: pick(mask, g),
+            y: pick(into, g),
+            n,
+        });
+        p.check_exact("masked gradient", into);
+        p.run(|g| MaskMul {
+            x: pick(grad, g),
+            mask: pick(mask, g),
+            y: pick(grad, g),
+            n,
+        });
+        p.check_exact("masked gradient in place", grad);
     }
 }
 
@@ -606,21 +751,48 @@ fn check_loss(
     let stats = p
         .out(rows * STATS_PER_ROW + 2)
         .slice(2, rows * STATS_PER_ROW);
-    p.run(|be, g| {
-        be.loss(
-            kind,
-            pick(out, g),
-            pick(targets, g),
-            rows,
-            cols,
-            grad.map(|x| pick(x, g)),
-            pick(stats, g),
-        )
-    });
+    let loss = |g: bool| Loss {
+        kind,
+        out: pick(out, g),
+        targets: pick(targets, g),
+        rows,
+        cols,
+        grad: grad.map(|x| pick(x, g)),
+        stats: Some(pick(stats, g)),
+        acc: None,
+    };
+    p.run(loss);
     let what = format!("{kind:?} rows={rows} cols={cols}");
     p.check(&format!("{what} stats"), stats, ABS, REL);
     if let Some(grad) = grad {
         p.check(&format!("{what} grad"), grad, 1e-6, REL);
+    }
+    // Fused with the metrics accumulation (the one-workgroup kernel), stats written or not.
+    for keep_stats in [false, true] {
+        let acc = p.f32s(&[0.25, 0.5, 7.0]).slice(0, ACC_LEN);
+        let stats = p.out(rows * STATS_PER_ROW);
+        p.run(|g| Loss {
+            stats: keep_stats.then(|| pick(stats, g)),
+            acc: Some(pick(acc, g)),
+            ..loss(g)
+        });
+        p.check(&format!("{what} accumulated"), acc, 1e-4, 1e-5);
+        if keep_stats {
+            p.check(
+                &format!("{what} stats beside the accumulator"),
+                stats,
+                ABS,
+                REL,
+            );
+        }
+        if let Some(grad) = grad {
+            p.check(
+                &format!("{what} grad beside the accumulator"),
+                grad,
+                1e-6,
+                REL,
+            );
+        }
     }
 }
 
@@ -657,7 +829,12 @@ fn col_sum_matches_cpu() {
             .f32s(&uniform(&mut rng, rows * cols + 1, -1.0, 1.0))
             .slice(1, rows * cols);
         let out = p.out(cols + 3).slice(3, cols);
-        p.run(|be, g| be.col_sum(pick(a, g), rows, cols, pick(out, g)));
+        p.run(|g| ColSum {
+            a: pick(a, g),
+            rows,
+            cols,
+            out: pick(out, g),
+        });
         p.check(
             &format!("col_sum {rows}x{cols}"),
             out,
@@ -670,7 +847,12 @@ fn col_sum_matches_cpu() {
     let (rows, cols) = (9, 300);
     let a = p.f32s(&uniform(&mut rng, rows * cols, -1.0, 1.0));
     let out = p.out(cols);
-    p.run(|be, g| be.col_sum(pick(a, g), rows, cols, pick(out, g)));
+    p.run(|g| ColSum {
+        a: pick(a, g),
+        rows,
+        cols,
+        out: pick(out, g),
+    });
     p.check("col_sum on a capped grid", out, 1e-5, REL);
 }
 
@@ -678,21 +860,44 @@ fn col_sum_matches_cpu() {
 fn accumulate_stats_matches_cpu() {
     let Some(mut p) = Pair::new() else { return };
     let mut rng = Rng::new(11);
-    let acc = p.f32s(&[0.5, 1.5, 2.0, 9.0]).slice(0, ACC_LEN);
+    // One slot past the accumulator, which must stay as it is.
+    let acc = p.f32s(&[0.5, 1.5, 9.0]);
     for rows in [1000, 1, 257] {
         let stats = p
             .f32s(&uniform(&mut rng, rows * STATS_PER_ROW + 2, 0.0, 2.0))
             .slice(2, rows * STATS_PER_ROW);
-        p.run(|be, g| be.accumulate_stats(pick(stats, g), rows, pick(acc, g)));
+        p.run(|g| AccumulateStats {
+            stats: pick(stats, g),
+            rows,
+            acc: pick(acc, g).slice(0, ACC_LEN),
+        });
     }
     p.check("accumulator", acc, 1e-4, 1e-5);
+}
+
+#[test]
+fn sum_of_squares_matches_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(14);
+    for n in [1, 255, 256, 257, 100_003] {
+        let x = p.f32s(&uniform(&mut rng, n + 3, -1.0, 1.0)).slice(3, n);
+        let out = p.out(2).slice(1, 1);
+        p.run(|g| SumSquares {
+            x: pick(x, g),
+            out: pick(out, g),
+        });
+        p.check(&format!("sum of squares of {n}"), out, 1e-5, 1e-5);
+    }
 }
 
 #[test]
 fn fill_writes_exactly_its_view() {
     let Some(mut p) = Pair::new() else { return };
     let buf = p.f32s(&[1.0; 600]);
-    p.run(|be, g| be.fill(pick(buf, g).slice(5, 513), -2.5));
+    p.run(|g| Fill {
+        dst: pick(buf, g).slice(5, 513),
+        value: -2.5,
+    });
     p.check_exact("fill", buf);
 }
 
@@ -708,7 +913,12 @@ fn regularize_matches_cpu() {
     w[64] = 0.0; // sign(0) = 0
     let param = p.f32s(&w).slice(64, n);
     let grad = p.f32s(&uniform(&mut rng, n + 64, -1.0, 1.0)).slice(64, n);
-    p.run(|be, g| be.regularize(pick(param, g), pick(grad, g), 1e-3, 5e-4));
+    p.run(|g| Regularize {
+        param: pick(param, g),
+        grad: pick(grad, g),
+        l1: 1e-3,
+        l2: 5e-4,
+    });
     p.check("regularized gradient", grad, 1e-6, 1e-5);
 }
 
@@ -732,31 +942,50 @@ fn optimizers_match_cpu_over_several_steps() {
     let mut plain = OptimizerConfig::new(OptimizerKind::Sgd);
     plain.momentum = 0.0;
     let mut decayed = OptimizerConfig::new(OptimizerKind::Adam);
-    decayed.decay = 0.1;
+    decayed.schedule = Schedule::InverseTime { decay: 0.1 };
     configs.extend([nesterov, plain, decayed]);
-    for cfg in configs {
+    // Each plain, then with penalties (weights [0, 1000), biases after) and clipping fused in.
+    let fused = [(None, None), (Some((1e-3, 2e-3, 0.0, 5e-4)), Some(0.5f32))];
+    for (cfg, (penalty, clip)) in configs
+        .into_iter()
+        .flat_map(|c| fused.map(|f| (c.clone(), f)))
+    {
         let params = p.f32s(&uniform(&mut rng, n, -1.0, 1.0));
         let grads = p.f32s(&vec![0.0; n]);
         let s1 = p.f32s(&vec![0.0; n]);
         let s2 = p.f32s(&vec![0.0; n]);
+        let norm2 = p.out(1);
         for step in 0..5 {
             let g = uniform(&mut rng, n, -1.0, 1.0);
             p.cpu.write_f32(grads.cpu, &g).unwrap();
             p.gpu.write_f32(grads.gpu, &g).unwrap();
+            if clip.is_some() {
+                p.run(|on| SumSquares {
+                    x: pick(grads, on),
+                    out: pick(norm2, on),
+                });
+            }
             let u = cfg.update_params(step);
-            p.run(|be, on| {
-                be.update(
-                    pick(params, on),
-                    pick(grads, on),
-                    pick(s1, on),
-                    pick(s2, on),
-                    &u,
-                )
+            p.run(|on| Update {
+                params: pick(params, on),
+                grads: pick(grads, on),
+                state1: pick(s1, on),
+                state2: pick(s2, on),
+                hyper: u,
+                penalty: penalty.map(|(l1w, l2w, l1b, l2b)| Penalty {
+                    bias_start: 1000,
+                    weights: (l1w, l2w),
+                    biases: (l1b, l2b),
+                }),
+                clip: clip.map(|max_norm| Clip {
+                    norm2: pick(norm2, on),
+                    max_norm,
+                }),
             });
         }
         let what = format!(
-            "{:?} (nesterov {}, momentum {}, decay {})",
-            cfg.kind, cfg.nesterov, cfg.momentum, cfg.decay
+            "{:?} (nesterov {}, momentum {}, schedule {:?}, penalty {penalty:?}, clip {clip:?})",
+            cfg.kind, cfg.nesterov, cfg.momentum, cfg.schedule
         );
         p.check(&format!("{what} params"), params, ABS, REL);
         p.check(&format!("{what} state 1"), s1, ABS, REL);
@@ -776,13 +1005,23 @@ fn writes_and_reads_keep_the_order_of_recorded_ops() {
     g.write_u32(idx, &[0]).unwrap();
     // Recorded: fill x, copy it to y (gather of row 0). Then x is overwritten: the copy must
     // still see the filled values.
-    g.fill(x, 3.0).unwrap();
-    g.gather_rows(x, idx, 1, 1000, (1.0, 0.0), y).unwrap();
+    let copy = |affine| Gather {
+        src: x,
+        idx,
+        start: 0,
+        rows: 1,
+        cols: 1000,
+        affine,
+        dst: y,
+        labels: None,
+    };
+    wgtrain::ops::run(&mut g, Fill { dst: x, value: 3.0 }).unwrap();
+    wgtrain::ops::run(&mut g, copy((1.0, 0.0))).unwrap();
     g.write_f32(x, &[7.0; 1000]).unwrap();
     assert_eq!(g.read_f32(y).unwrap(), vec![3.0; 1000]);
     assert_eq!(g.read_f32(x).unwrap(), vec![7.0; 1000]);
     // An op recorded after a write sees it.
-    g.gather_rows(x, idx, 1, 1000, (2.0, 1.0), y).unwrap();
+    wgtrain::ops::run(&mut g, copy((2.0, 1.0))).unwrap();
     assert_eq!(g.read_f32(y).unwrap(), vec![15.0; 1000]);
 }
 
@@ -792,7 +1031,11 @@ fn many_distinct_uniform_blocks_recycle_the_arena() {
     let x = g.alloc(DType::F32, 5000, "x").unwrap();
     // More distinct uniform blocks than the arena has slots, without a read in between.
     for i in 0..2500 {
-        g.fill(x.slice(i, 1), i as f32).unwrap();
+        let fill = Fill {
+            dst: x.slice(i, 1),
+            value: i as f32,
+        };
+        wgtrain::ops::run(&mut g, fill).unwrap();
     }
     let got = g.read_f32(x.slice(0, 2500)).unwrap();
     assert_eq!(got, (0..2500).map(|i| i as f32).collect::<Vec<_>>());

@@ -3,7 +3,7 @@
 use wgtrain::Error;
 use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::model::{
-    Activation, Layer, LossKind, ModelSpec, Network, ParamLayout, Task, init_params,
+    Activation, Layer, LossKind, Model, ModelSpec, ParamLayout, Task, init_params,
 };
 use wgtrain::rng::Rng;
 
@@ -53,7 +53,7 @@ fn mlp_builds_dense_activation_dropout_sequence() {
             dense(5, 3)
         ]
     );
-    assert_eq!(spec.task, Task::Classification);
+    assert_eq!(spec.task(), Task::Classification);
     assert_eq!((spec.inputs(), spec.outputs()), (4, 3));
     assert_eq!(
         spec.parameter_count(),
@@ -66,7 +66,7 @@ fn mlp_builds_dense_activation_dropout_sequence() {
     assert_eq!(spec.layers, vec![dense(4, 8), TANH, dense(8, 3)]);
     let spec = ModelSpec::mlp(4, &[], 2, Activation::Relu, 0.0, LossKind::Mse).unwrap();
     assert_eq!(spec.layers, vec![dense(4, 2)]);
-    assert_eq!(spec.task, Task::Regression);
+    assert_eq!(spec.task(), Task::Regression);
 }
 
 #[test]
@@ -100,12 +100,7 @@ fn mlp_rejects_dropout_outside_0_1() {
 fn validate_rejects_malformed_sequences() {
     let bad: Vec<(&str, Vec<Layer>)> = vec![
         ("empty", vec![]),
-        ("starts with an activation", vec![TANH, dense(4, 3)]),
-        (
-            "starts with dropout",
-            vec![Layer::Dropout { p: 0.1 }, dense(4, 3)],
-        ),
-        ("ends with an activation", vec![dense(4, 3), TANH]),
+        ("no dense layer", vec![TANH, Layer::Dropout { p: 0.1 }]),
         ("sizes do not chain", vec![dense(4, 5), TANH, dense(6, 3)]),
         ("zero-size layer", vec![dense(4, 0), TANH, dense(0, 3)]),
         (
@@ -125,38 +120,49 @@ fn validate_rejects_malformed_sequences() {
         let err = spec_of(layers).validate().unwrap_err();
         assert!(matches!(err, Error::Shape(_)), "{what}: {err:?}");
     }
-    spec_of(vec![
-        dense(4, 5),
-        TANH,
-        Layer::Dropout { p: 0.5 },
-        dense(5, 3),
-    ])
-    .validate()
-    .unwrap();
+    // Activations and dropout anywhere: stacked, before the first Dense layer, after the last.
+    for layers in [
+        vec![dense(4, 5), TANH, Layer::Dropout { p: 0.5 }, dense(5, 3)],
+        vec![TANH, dense(4, 3)],
+        vec![Layer::Dropout { p: 0.1 }, dense(4, 3)],
+        vec![dense(4, 3), TANH],
+        vec![
+            dense(4, 5),
+            TANH,
+            TANH,
+            dense(5, 3),
+            Layer::Dropout { p: 0.2 },
+        ],
+    ] {
+        spec_of(layers.clone())
+            .validate()
+            .unwrap_or_else(|e| panic!("{layers:?}: {e}"));
+    }
+    // Cross-entropy over one output would always be 0.
+    let mut one = spec_of(vec![dense(4, 1)]);
+    one.loss = LossKind::SoftmaxCrossEntropy;
+    assert!(matches!(one.validate(), Err(Error::Config(_))));
 }
 
 #[test]
-fn network_new_rejects_bad_plans() {
-    let mut b = CpuBackend::new();
+fn model_new_rejects_bad_parameters_and_specs() {
     let spec = mlp(&[8], Activation::Relu, 0.0).unwrap();
     let layout = ParamLayout::new(&spec);
     let params = vec![0.0; layout.total];
-    // A batch of 0 rows, a parameter vector of the wrong length, an invalid spec.
+    let cpu = || Box::new(CpuBackend::new());
+    // A parameter vector of the wrong length, an invalid spec, a batch of 0 rows.
     assert!(matches!(
-        Network::new(&mut b, spec.clone(), 0, &params),
-        Err(Error::Config(_))
-    ));
-    assert!(matches!(
-        Network::new(&mut b, spec.clone(), 4, &params[1..]),
+        Model::with_params(cpu(), spec.clone(), &params[1..]),
         Err(Error::Shape(_))
     ));
     let broken = spec_of(vec![dense(4, 5), dense(6, 3)]);
     let p = vec![0.0; ParamLayout::new(&broken).total];
     assert!(matches!(
-        Network::new(&mut b, broken, 4, &p),
+        Model::with_params(cpu(), broken, &p),
         Err(Error::Shape(_))
     ));
-    Network::new(&mut b, spec, 4, &params).unwrap();
+    let mut m = Model::with_params(cpu(), spec, &params).unwrap();
+    assert!(matches!(m.set_batch_size(0), Err(Error::Config(_))));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -184,16 +190,25 @@ fn param_layout_is_aligned_and_disjoint() {
             })
             .collect();
         assert_eq!(layout.slots.len(), dense.len());
-        // The views in order, each [start, end), must not overlap and must fit.
+        // Every weight matrix, then every bias: in order, each [start, end), the views must not
+        // overlap and must fit; the biases start at `bias_start`.
         let mut views = Vec::new();
         for (s, &(layer, inputs, outputs)) in layout.slots.iter().zip(&dense) {
             assert_eq!((s.layer, s.inputs, s.outputs), (layer, inputs, outputs));
             assert_eq!(s.weight_offset % PARAM_ALIGN, 0, "{s:?}");
             assert_eq!(s.bias_offset % PARAM_ALIGN, 0, "{s:?}");
             views.push((s.weight_offset, s.weight_offset + inputs * outputs));
-            views.push((s.bias_offset, s.bias_offset + outputs));
+        }
+        for s in &layout.slots {
+            views.push((s.bias_offset, s.bias_offset + s.outputs));
         }
         assert_eq!(views[0].0, 0);
+        assert_eq!(layout.slots[0].bias_offset, layout.bias_start);
+        let last_weight = layout.slots.last().unwrap();
+        assert!(
+            last_weight.weight_offset + last_weight.inputs * last_weight.outputs
+                <= layout.bias_start
+        );
         for pair in views.windows(2) {
             assert!(pair[0].1 <= pair[1].0, "overlap: {views:?}");
             // Padding is less than one alignment unit.
@@ -204,7 +219,7 @@ fn param_layout_is_aligned_and_disjoint() {
         assert_eq!(layout.total % PARAM_ALIGN, 0);
         assert!(layout.total >= spec.parameter_count());
     }
-    // 64·64 weights then 64 biases, twice: no padding at all.
+    // 64·64 weights twice, then 64 biases twice: no padding at all.
     let exact = ParamLayout::new(&specs[3]);
     assert_eq!(exact.total, specs[3].parameter_count());
 }

@@ -1,14 +1,15 @@
 //! Optimizer updates of the CPU reference backend against arithmetic done by hand.
 //!
-//! Every test runs a few steps of `Backend::update` on three parameters with gradients chosen
+//! Every test runs a few steps of the `Update` op on three parameters with gradients chosen
 //! per step, the step's hyper-parameters coming from `OptimizerConfig::update_params` (so the
 //! decayed learning rate and Adam's bias corrections are covered too). Expected values are
 //! either literal numbers derived in the comments or straightforward f64 formulas written out
-//! here independently of `cpu.rs`.
+//! here independently of `src/ops/optimizer.rs`.
 
 use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::backend::{Backend, Buf, DType};
-use wgtrain::optim::{OptimizerConfig, OptimizerKind};
+use wgtrain::ops::Update;
+use wgtrain::optim::{OptimizerConfig, OptimizerKind, Schedule};
 
 const P0: [f32; 3] = [1.0, -2.0, 0.5];
 /// Gradients of steps 1, 2 and 3.
@@ -45,9 +46,16 @@ impl Run {
     fn step(&mut self, cfg: &OptimizerConfig, step: u64, g: &[f32]) -> Vec<f32> {
         self.b.write_f32(self.grads, g).unwrap();
         let u = cfg.update_params(step);
-        self.b
-            .update(self.params, self.grads, self.state1, self.state2, &u)
-            .unwrap();
+        let update = Update {
+            params: self.params,
+            grads: self.grads,
+            state1: self.state1,
+            state2: self.state2,
+            hyper: u,
+            penalty: None,
+            clip: None,
+        };
+        wgtrain::ops::run(&mut self.b, update).unwrap();
         self.b.read_f32(self.params).unwrap()
     }
 
@@ -317,7 +325,7 @@ fn eps_is_added_after_the_square_root() {
 #[test]
 fn lr_decay_schedule() {
     let cfg = OptimizerConfig {
-        decay: 0.5,
+        schedule: Schedule::InverseTime { decay: 0.5 },
         momentum: 0.0,
         ..config(OptimizerKind::Sgd, 0.1)
     };
@@ -339,7 +347,7 @@ fn lr_decay_schedule() {
     // Decay applies to Adam's step too: with a constant gradient, m̂/√v̂ = sign(g) at every
     // step, so the update of step t is exactly lr_t·sign(g) (up to ε).
     let cfg = OptimizerConfig {
-        decay: 0.5,
+        schedule: Schedule::InverseTime { decay: 0.5 },
         ..config(OptimizerKind::Adam, 0.1)
     };
     let (_, after) = Run::steps(&cfg, &P0, &ones);
@@ -364,14 +372,16 @@ fn update_touches_only_its_views() {
     }
     let view = |buf: Buf| buf.slice(2, 3);
     let cfg = config(OptimizerKind::Adam, 0.1);
-    b.update(
-        view(bufs[0]),
-        view(bufs[1]),
-        view(bufs[2]),
-        view(bufs[3]),
-        &cfg.update_params(0),
-    )
-    .unwrap();
+    let update = Update {
+        params: view(bufs[0]),
+        grads: view(bufs[1]),
+        state1: view(bufs[2]),
+        state2: view(bufs[3]),
+        hyper: cfg.update_params(0),
+        penalty: None,
+        clip: None,
+    };
+    wgtrain::ops::run(&mut b, update).unwrap();
     let p = b.read_f32(bufs[0]).unwrap();
     // Outside the views nothing changes, in any of the four buffers; inside, the parameters move.
     for i in (0..2).chain(5..n) {

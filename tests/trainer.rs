@@ -5,7 +5,7 @@ use wgtrain::data::{Dataset, Features, Targets};
 use wgtrain::model::{Activation, LossKind, ModelSpec};
 use wgtrain::optim::{OptimizerConfig, OptimizerKind};
 use wgtrain::rng::Rng;
-use wgtrain::train::{EpochReport, Regularization, ResidentData, RunData, Silent, Trainer, fit};
+use wgtrain::train::{EpochReport, ResidentData, RunData, Trainer, fit};
 
 /// Three well-separated Gaussian blobs in the plane (centres on a circle of radius 3, spread
 /// 0.5), `rows` points labelled by blob.
@@ -52,15 +52,7 @@ fn wave(rows: usize, seed: u64) -> Dataset {
 }
 
 fn trainer(spec: ModelSpec, batch: usize, opt: OptimizerConfig, seed: u64) -> Trainer {
-    Trainer::new(
-        Box::new(CpuBackend::new()),
-        spec,
-        batch,
-        opt,
-        Regularization::default(),
-        seed,
-    )
-    .unwrap()
+    Trainer::from_spec(Box::new(CpuBackend::new()), spec, batch, opt, seed).unwrap()
 }
 
 /// Trains `epochs` epochs without a held-out set. (The one call of `fit`, so that a change of its
@@ -74,7 +66,7 @@ fn run_epochs(t: &mut Trainer, data: &ResidentData, epochs: usize) -> Vec<EpochR
             test: None,
         },
         epochs,
-        &mut Silent,
+        &mut [],
     )
     .unwrap()
 }
@@ -175,9 +167,11 @@ fn last_partial_batch_is_processed() {
     .unwrap();
     let mut t = trainer(spec.clone(), 4, adam(0.01), 10);
     let train = t.upload(&data).unwrap();
-    run_epochs(&mut t, &train, 3);
-    // Without an evaluation set the accumulator still holds the last epoch's training metrics.
-    assert_eq!(t.read_metrics().unwrap().rows, 10);
+    let reports = run_epochs(&mut t, &train, 3);
+    // Without an evaluation set the accumulator still holds the last epoch's training metrics,
+    // summed over all 10 rows.
+    let [loss_sum, _] = t.read_acc().unwrap();
+    assert_eq!(reports[2].train_loss, loss_sum as f64 / 10.0);
     // ceil(10 / 4) = 3 updates per epoch.
     assert_eq!(t.progress.step, 9);
     assert_eq!(t.evaluate(&train).unwrap().rows, 10);
@@ -186,7 +180,7 @@ fn last_partial_batch_is_processed() {
     // the partial batch's rows are neither dropped nor padded.
     let mut whole = trainer(spec, 10, adam(0.01), 10);
     let params = t.params().unwrap();
-    whole.backend.write_f32(whole.net.params, &params).unwrap();
+    whole.model_mut().set_params(&params).unwrap();
     let train_whole = whole.upload(&data).unwrap();
     let (a, b) = (
         t.evaluate(&train).unwrap(),
@@ -197,8 +191,10 @@ fn last_partial_batch_is_processed() {
     assert_eq!(a.metric, b.metric);
 }
 
-/// The partial batch moves the parameters: one epoch on 5 rows in batches of 4 is two updates,
-/// and differs from one update on the first 4 rows alone.
+/// The partial batch is trained on: one epoch on 5 rows in batches of 4 is two updates, and the
+/// second follows the fifth row. Plain SGD (no momentum) leaves the parameters where they are
+/// on a zero gradient, so an ignored partial batch would fail the first check, and a partial
+/// batch that read the wrong row would fail the second.
 #[test]
 fn partial_batch_updates_the_parameters() {
     let data = blobs(5, 5);
@@ -211,15 +207,43 @@ fn partial_batch_updates_the_parameters() {
         LossKind::SoftmaxCrossEntropy,
     )
     .unwrap();
-    let mut t = trainer(spec, 4, adam(0.01), 11);
-    let train = t.upload(&data).unwrap();
-    t.shuffle(&train).unwrap();
-    t.step(&train, 0, 4).unwrap();
-    let after_full = t.params().unwrap();
-    t.step(&train, 4, 1).unwrap();
-    let after_partial = t.params().unwrap();
-    assert_ne!(after_full, after_partial);
+    let sgd = OptimizerConfig {
+        lr: 0.1,
+        momentum: 0.0,
+        ..OptimizerConfig::new(OptimizerKind::Sgd)
+    };
+    let epoch_on = |data: &Dataset| {
+        let mut t = trainer(spec.clone(), 4, sgd.clone(), 11);
+        let train = t.upload(data).unwrap();
+        t.shuffle(&train).unwrap();
+        t.step(&train, 0, 4).unwrap();
+        let after_full = t.params().unwrap();
+        t.step(&train, 4, 1).unwrap();
+        (after_full, t.params().unwrap())
+    };
+    let (after_full, after_partial) = epoch_on(&data);
+    assert_ne!(after_full, after_partial, "the partial batch moved nothing");
     assert!(after_partial.iter().all(|v| v.is_finite()));
+    // The same rows in the same order, but the row the partial batch holds has another label:
+    // the first update is the same, the second is not.
+    let mut t = trainer(spec.clone(), 4, sgd.clone(), 11);
+    let r = t.upload(&data).unwrap();
+    let order = t
+        .shuffle(&r)
+        .ok()
+        .map(|_| t.backend().read_u32(r.index).unwrap())
+        .unwrap();
+    let last = order[4] as usize;
+    let mut other = data.clone();
+    if let Targets::Classes { labels, .. } = &mut other.targets {
+        labels[last] = (labels[last] + 1) % 3;
+    }
+    let (other_full, other_partial) = epoch_on(&other);
+    assert_eq!(other_full, after_full);
+    assert_ne!(
+        other_partial, after_partial,
+        "the partial batch did not read its row"
+    );
 }
 
 /// The same seed gives bit-identical parameters and losses, dropout and shuffling included; a
@@ -270,11 +294,11 @@ fn predict_keeps_the_data_order_after_training() {
     let resident = t.upload(&data).unwrap();
     run_epochs(&mut t, &resident, 2);
     let fresh = t.upload(&data).unwrap();
-    let want = t.predict(&fresh).unwrap();
+    let want = t.model_mut().outputs(&fresh).unwrap();
     assert_eq!(want.len(), 20 * 3);
     // Rows of probabilities.
     for row in want.chunks_exact(3) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6, "{row:?}");
     }
-    assert_eq!(t.predict(&resident).unwrap(), want);
+    assert_eq!(t.model_mut().outputs(&resident).unwrap(), want);
 }

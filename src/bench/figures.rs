@@ -3,13 +3,13 @@
 
 use super::stats::{Repeats, Spread, repeat};
 use super::timed::{OpTimes, Timed};
-use crate::backend::op_name::OpLabel;
-use crate::backend::{Backend, Buf, DType, KernelTime, MatmulDims};
+use crate::backend::{Backend, Buf, DType, KernelTime};
 use crate::data::Dataset;
 use crate::model::{Activation, LossKind, ModelSpec};
+use crate::ops::{MaskMul, Matmul, MatmulDims, Op, OpLabel};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::rng::Rng;
-use crate::train::{Regularization, Trainer};
+use crate::train::Trainer;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -87,11 +87,13 @@ pub fn matmul_gflops(b: &mut dyn Backend, dims: MatmulDims, r: Repeats) -> Resul
     let flops = 2.0 * (m * k * n) as f64;
     // Enough products per timing that launch overheads are amortised like in a real step.
     let inner = ((2e9 / flops) as usize).clamp(1, 50);
+    let op = Op::from(Matmul::new(a, bb, c, dims));
+    op.check()?;
     let secs = repeat(r, || {
         b.sync()?;
         let t = Instant::now();
         for _ in 0..inner {
-            b.matmul(a, bb, None, c, dims)?;
+            b.run(&op)?;
         }
         b.sync()?;
         Ok(t.elapsed().as_secs_f64() / inner as f64)
@@ -107,10 +109,17 @@ pub fn bandwidth_gbs(b: &mut dyn Backend, r: Repeats) -> Result<Spread> {
     let ones = vec![1.0f32; n];
     let m = b.alloc(DType::F32, n, "bench m")?;
     b.write_f32(m, &ones)?;
+    let op = Op::from(MaskMul {
+        x,
+        mask: m,
+        y: x,
+        n,
+    });
+    op.check()?;
     let secs = repeat(r, || {
         b.sync()?;
         let t = Instant::now();
-        b.mul_inplace(x, m, n)?;
+        b.run(&op)?;
         b.sync()?;
         Ok(t.elapsed().as_secs_f64())
     })?;
@@ -127,12 +136,11 @@ pub fn standard_trainer(backend: Box<dyn Backend>, batch: usize) -> Result<Train
         0.0,
         LossKind::SoftmaxCrossEntropy,
     )?;
-    Trainer::new(
+    Trainer::from_spec(
         backend,
         spec,
         batch,
         OptimizerConfig::new(OptimizerKind::Adam),
-        Regularization::default(),
         1,
     )
 }
@@ -150,11 +158,11 @@ pub fn train_throughput(
     let mut epoch = || -> Result<f64> {
         let started = Instant::now();
         t.shuffle(&d)?;
-        t.reset_metrics()?;
+        t.write_acc([0.0; 2])?;
         for start in (0..d.rows).step_by(batch) {
             t.step(&d, start, batch.min(d.rows - start))?;
         }
-        t.read_metrics()?;
+        t.read_acc()?;
         Ok(started.elapsed().as_secs_f64())
     };
     let secs = repeat(
@@ -246,10 +254,10 @@ pub fn step_breakdown(
     let steps = steps.min(d.rows / batch).max(1);
     // One untimed warm-up step (first dispatches compile shaders on some drivers).
     t.step(&d, 0, batch)?;
-    t.backend.sync()?;
+    t.backend().sync()?;
     match &times {
         Some(times) => times.borrow_mut().clear(),
-        None if !t.backend.start_kernel_timing() => {
+        None if !t.backend().start_kernel_timing() => {
             return Err(Error::Device(
                 "kernel timing could not be restarted after the warm-up step".into(),
             ));
@@ -260,7 +268,7 @@ pub fn step_breakdown(
         t.step(&d, (s * batch) % (d.rows - batch + 1), batch)?;
     }
     let kernels: Vec<KernelTime> = match times {
-        None => t.backend.take_kernel_times()?,
+        None => t.backend().take_kernel_times()?,
         Some(times) => times.borrow().values().cloned().collect(),
     };
     let mut v: Vec<OpTime> = kernels

@@ -16,8 +16,9 @@ pub use stats::{Repeats, Spread, repeat};
 pub use table::render;
 
 use crate::Result;
-use crate::backend::{Backend, MatmulDims};
+use crate::backend::Backend;
 use crate::data::Dataset;
+use crate::ops::MatmulDims;
 
 /// The MLP's own matrix products at batch `b`: forward x·Wᵀ, weight gradient dYᵀ·x and input
 /// gradient dY·W (for the first and second layers, where the time goes).

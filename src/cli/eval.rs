@@ -3,8 +3,8 @@
 
 use crate::backend::BackendChoice;
 use crate::data::{self, DataSource, Splits};
-use crate::infer::LoadedModel;
 use crate::infer::evaluation::{Evaluation, evaluate};
+use crate::model::Model;
 use crate::store::load_model;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
@@ -87,7 +87,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let backend = super::open_backend(args.backend, args.adapter, args.quiet)?;
     let backend_name = backend.name();
     let adapter = backend.adapter();
-    let mut loaded = LoadedModel::new(backend, model, args.batch_size)?;
+    let mut loaded = Model::with_params(backend, model.spec, &model.params)?;
+    loaded.set_batch_size(args.batch_size)?;
     let result = evaluate(&mut loaded, &dataset)?;
     let rows = dataset.rows;
 

@@ -3,11 +3,13 @@
 
 use crate::backend::BackendChoice;
 use crate::data::Features;
+use crate::graph::ResidentData;
+use crate::infer::class_names;
 use crate::infer::input::{
     SampleRange, image_shape, read_idx_labels, read_idx_samples, read_image,
 };
 use crate::infer::ranking::{class_probabilities, top_k};
-use crate::infer::{LoadedModel, class_names, unlabelled};
+use crate::model::Model;
 use crate::model::Task;
 use crate::store::load_model;
 use anyhow::{Context, bail};
@@ -136,9 +138,15 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     };
 
     let backend = super::open_backend(args.backend, args.adapter, args.quiet)?;
-    let mut loaded = LoadedModel::new(backend, model, args.batch_size)?;
-    let data = unlabelled(&spec, Features::U8(pixels), sources.len());
-    let resident = loaded.upload(&data)?;
+    let mut loaded = Model::with_params(backend, model.spec, &model.params)?;
+    loaded.set_batch_size(args.batch_size)?;
+    let features = Features::U8(pixels);
+    let resident = ResidentData::inputs(
+        loaded.backend(),
+        &features,
+        sources.len(),
+        spec.scale.affine(),
+    )?;
     let outputs = loaded.outputs(&resident)?;
     let names = class_names(&spec);
 
@@ -151,7 +159,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         if let Some(l) = src.label {
             record["label"] = json!(l);
         }
-        let line = match spec.task {
+        let line = match spec.task() {
             Task::Classification => {
                 let top = top_k(&class_probabilities(&spec, row), args.top_k);
                 record["top"] = Value::Array(
@@ -189,7 +197,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
             "{}",
             json!({
                 "model": args.model.display().to_string(),
-                "task": spec.task,
+                "task": spec.task(),
                 "predictions": records,
             })
         );

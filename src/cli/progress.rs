@@ -1,7 +1,7 @@
 //! Progress display for training: an indicatif bar per epoch and one line after each.
 
 use crate::model::Task;
-use crate::train::{EpochReport, Metrics, Observer};
+use crate::train::{Callback, Control, EpochReport, Metrics, Trainer};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -50,7 +50,7 @@ impl Drop for Console {
     }
 }
 
-impl Observer for Console {
+impl Callback for Console {
     fn epoch_start(&mut self, epoch: usize, rows: usize) {
         if self.quiet || self.should_stop() {
             return;
@@ -82,12 +82,12 @@ impl Observer for Console {
         }
     }
 
-    fn epoch_end(&mut self, r: &EpochReport) {
+    fn epoch_end(&mut self, _: &mut Trainer, r: &EpochReport) -> crate::Result<Control> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
         if self.quiet {
-            return;
+            return Ok(Control::Continue);
         }
         let width = self.epochs.to_string().len();
         let mut line = format!(
@@ -114,6 +114,7 @@ impl Observer for Console {
         }
         line += &format!("  {:.2} s  {:.0} samples/s", r.seconds, r.samples_per_sec);
         println!("{line}");
+        Ok(Control::Continue)
     }
 
     fn should_stop(&self) -> bool {

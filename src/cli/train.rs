@@ -4,8 +4,8 @@ use super::progress::Console;
 use crate::Error;
 use crate::backend::BackendChoice;
 use crate::data::{self, DataSource, Scale, Splits, Targets};
-use crate::model::{Activation, Layer, LossKind, ModelSpec, Task};
-use crate::optim::{OptimizerConfig, OptimizerKind};
+use crate::model::{Activation, Layer, LossKind, Model, ModelSpec, Task};
+use crate::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use crate::report::{check_metrics_path, rows_from_history, write_metrics};
 use crate::store::{
     Checkpoint, CheckpointMeta, SavedModel, load_checkpoint, save_checkpoint, save_model,
@@ -272,7 +272,9 @@ impl Settings {
     fn optimizer_config(&self) -> OptimizerConfig {
         let mut o = OptimizerConfig::new(self.optimizer);
         o.lr = self.lr;
-        o.decay = self.decay;
+        if self.decay > 0.0 {
+            o.schedule = Schedule::InverseTime { decay: self.decay };
+        }
         if self.optimizer == OptimizerKind::Sgd {
             o.momentum = self.momentum;
         }
@@ -385,7 +387,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let backend_name = backend.name();
     let adapter = backend.adapter();
     let parameters = spec.parameter_count();
-    let task = spec.task;
+    let task = spec.task();
     // A batch larger than every split changes nothing but the memory it takes.
     let largest = [Some(&train), val.as_ref(), test.as_ref()]
         .into_iter()
@@ -393,15 +395,17 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         .map(|d| d.rows)
         .max()
         .unwrap_or(1);
-    let mut trainer = Trainer::with_params(
-        backend,
-        spec,
-        resumed.as_ref().map(|c| c.model.params.as_slice()),
+    let model = match &resumed {
+        Some(c) => Model::with_params(backend, spec, &c.model.params)?,
+        None => Model::new(backend, spec, settings.seed)?,
+    };
+    let mut trainer = Trainer::new(
+        model,
         settings.batch_size.min(largest),
         settings.optimizer_config(),
-        settings.regularization(),
         settings.seed,
-    )?;
+    )?
+    .with_regularization(settings.regularization())?;
     let mut history: Vec<EpochReport> = Vec::new();
     if let Some(c) = &resumed {
         trainer.restore(
@@ -423,7 +427,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             } else {
                 "training"
             },
-            describe(&trainer.net.spec),
+            describe(trainer.spec()),
             train.rows,
             match (&val, &test) {
                 (Some(v), _) => format!(", {} validation", v.rows),
@@ -458,7 +462,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         let (state1, state2) = trainer.optimizer_state()?;
         let c = Checkpoint {
             model: SavedModel {
-                spec: trainer.net.spec.clone(),
+                spec: trainer.spec().clone(),
                 params,
             },
             state1,
@@ -466,7 +470,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             meta: CheckpointMeta {
                 progress: trainer.progress.clone(),
                 optimizer: trainer.optimizer.clone(),
-                regularization: trainer.regularization,
+                regularization: trainer.regularization(),
                 batch_size: settings.batch_size,
                 run: serde_json::to_value(&settings)?,
                 history: history.to_vec(),
@@ -496,8 +500,8 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         }
     };
     while trainer.progress.epoch < settings.epochs {
-        let epoch = train_epoch(&mut trainer, data, &mut console);
-        let Some(report) = epoch.map_err(|e| diverged(e.into(), &kept))? else {
+        let epoch = train_epoch(&mut trainer, data, &mut [&mut console]);
+        let Some((report, _)) = epoch.map_err(|e| diverged(e.into(), &kept))? else {
             let path = checkpoint_path
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
@@ -531,7 +535,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         let params = trainer
             .finite_params(trainer.progress.epoch)
             .map_err(|e| diverged(e.into(), &kept))?;
-        save_model(p, &trainer.net.spec, &params).context("saving the model")?;
+        save_model(p, trainer.spec(), &params).context("saving the model")?;
         if !args.quiet {
             eprintln!("model saved to {}", p.display());
         }
@@ -563,7 +567,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         "optimizer": settings.optimizer,
         // Through its shortest decimal form, so 1e-3 prints as 0.001 and not 0.0010000000474.
         "lr": settings.lr.to_string().parse::<f64>().unwrap_or(settings.lr as f64),
-        "loss": trainer.net.spec.loss,
+        "loss": trainer.spec().loss,
         "seed": settings.seed,
         "parameters": parameters,
         "train_loss": last.map(|r| r.train_loss),
@@ -632,9 +636,7 @@ fn build_spec(
         (None, Targets::Values { .. }) => LossKind::Mse,
     };
     // The flag's spelling (`mse`), not the variant's name.
-    let name = clap::ValueEnum::to_possible_value(&loss)
-        .map(|v| v.get_name().to_string())
-        .unwrap_or_default();
+    let name = loss.name();
     match (loss.is_classification(), &train.targets) {
         (false, Targets::Classes { .. }) => bail!(
             "--loss {name} is a regression loss but the data has class labels; use cross-entropy or bce"

@@ -75,6 +75,147 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// A classification set from rows of features in memory, `x`: (rows, dim), and one label
+    /// per row, each below `classes`.
+    ///
+    /// ```
+    /// use wgtrain::data::Dataset;
+    /// use ndarray::array;
+    ///
+    /// let x = array![[0.0f32, 1.0], [1.0, 0.0], [1.0, 1.0]];
+    /// let d = Dataset::classification(x.view(), &[0, 1, 1], 2).unwrap();
+    /// assert_eq!((d.rows, d.dim, d.num_classes()), (3, 2, Some(2)));
+    /// // A label out of range, or one label too few, is refused.
+    /// assert!(Dataset::classification(x.view(), &[0, 1, 2], 2).is_err());
+    /// assert!(Dataset::classification(x.view(), &[0, 1], 2).is_err());
+    /// ```
+    pub fn classification(
+        x: ndarray::ArrayView2<f32>,
+        labels: &[u32],
+        classes: usize,
+    ) -> crate::Result<Dataset> {
+        let features = Features::F32(x.iter().copied().collect());
+        Dataset::new(features, x.nrows(), x.ncols(), classes_of(labels, classes)?)
+    }
+
+    /// A classification set of `height x width` images with byte pixels in memory,
+    /// `pixels`: (rows, height * width), and one label per row, each below `classes`. Pixels
+    /// are scaled when a batch is assembled, as the model's [`Scale`] says.
+    pub fn images(
+        pixels: ndarray::ArrayView2<u8>,
+        (height, width): (usize, usize),
+        labels: &[u32],
+        classes: usize,
+    ) -> crate::Result<Dataset> {
+        if pixels.ncols() != height * width {
+            return Err(crate::Error::Dataset(format!(
+                "rows of {} pixels are not {height}x{width} images",
+                pixels.ncols()
+            )));
+        }
+        let features = Features::U8(pixels.iter().copied().collect());
+        let mut d = Dataset::new(
+            features,
+            pixels.nrows(),
+            height * width,
+            classes_of(labels, classes)?,
+        )?;
+        d.image_shape = (height, width);
+        Ok(d)
+    }
+
+    /// A regression set from rows of features `x`: (rows, dim) and of targets `y`:
+    /// (rows, outputs) in memory.
+    pub fn regression(
+        x: ndarray::ArrayView2<f32>,
+        y: ndarray::ArrayView2<f32>,
+    ) -> crate::Result<Dataset> {
+        if y.nrows() != x.nrows() {
+            return Err(crate::Error::Dataset(format!(
+                "{} rows of features but {} rows of targets",
+                x.nrows(),
+                y.nrows()
+            )));
+        }
+        let targets = Targets::Values {
+            values: y.iter().copied().collect(),
+            dim: y.ncols(),
+        };
+        Dataset::new(
+            Features::F32(x.iter().copied().collect()),
+            x.nrows(),
+            x.ncols(),
+            targets,
+        )
+    }
+
+    /// A data set of `rows` rows of `dim` features, checked: the features and targets hold
+    /// `rows` rows, float features are finite, labels are below the class count.
+    pub fn new(
+        features: Features,
+        rows: usize,
+        dim: usize,
+        targets: Targets,
+    ) -> crate::Result<Dataset> {
+        use crate::Error;
+        if rows == 0 || dim == 0 {
+            return Err(Error::Dataset(format!(
+                "a data set needs rows and features (got {rows} rows of {dim})"
+            )));
+        }
+        let n = match &features {
+            Features::U8(v) => v.len(),
+            Features::F32(v) => {
+                if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                    return Err(Error::Dataset(format!(
+                        "feature {} of row {} is {}; features must be finite",
+                        i % dim,
+                        i / dim,
+                        v[i]
+                    )));
+                }
+                v.len()
+            }
+        };
+        if n != rows * dim {
+            return Err(Error::Dataset(format!(
+                "{n} feature values are not {rows} rows of {dim}"
+            )));
+        }
+        match &targets {
+            Targets::Classes {
+                labels,
+                num_classes,
+            } => {
+                if labels.len() != rows {
+                    return Err(Error::Dataset(format!(
+                        "{} labels for {rows} rows",
+                        labels.len()
+                    )));
+                }
+                classes_of(labels, *num_classes)?;
+            }
+            Targets::Values { values, dim: out } => {
+                if *out == 0 || values.len() != rows * out {
+                    return Err(Error::Dataset(format!(
+                        "{} target values are not {rows} rows of {out}",
+                        values.len()
+                    )));
+                }
+                if values.iter().any(|v| !v.is_finite()) {
+                    return Err(Error::Dataset("targets must be finite".into()));
+                }
+            }
+        }
+        Ok(Dataset {
+            rows,
+            dim,
+            image_shape: (1, dim),
+            features,
+            targets,
+        })
+    }
+
     pub fn num_classes(&self) -> Option<usize> {
         match &self.targets {
             Targets::Classes { num_classes, .. } => Some(*num_classes),
@@ -134,6 +275,29 @@ impl Dataset {
             targets,
         }
     }
+}
+
+/// Class labels, checked to lie below `classes`.
+fn classes_of(labels: &[u32], classes: usize) -> crate::Result<Targets> {
+    if classes == 0 {
+        return Err(crate::Error::Dataset(
+            "a classification set needs at least one class".into(),
+        ));
+    }
+    if let Some((row, &l)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, l)| **l as usize >= classes)
+    {
+        return Err(crate::Error::Dataset(format!(
+            "row {row} has label {l}, but there are {classes} classes (labels 0 to {})",
+            classes - 1
+        )));
+    }
+    Ok(Targets::Classes {
+        labels: labels.to_vec(),
+        num_classes: classes,
+    })
 }
 
 /// A training set with the set it is measured on.

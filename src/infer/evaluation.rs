@@ -3,8 +3,9 @@
 //! MSE and MAE for regressors.
 
 use super::ranking::predicted_class;
-use super::{LoadedModel, class_count, class_names};
+use super::{class_count, class_names, upload_checked};
 use crate::data::{Dataset, Targets};
+use crate::model::Model;
 use crate::model::{LossKind, Task};
 use crate::{Error, Result};
 use serde::Serialize;
@@ -63,12 +64,12 @@ pub enum Evaluation {
 }
 
 /// Evaluates the model on every row of `data`.
-pub fn evaluate(model: &mut LoadedModel, data: &Dataset) -> Result<Evaluation> {
-    let resident = model.upload(data)?;
+pub fn evaluate(model: &mut Model, data: &Dataset) -> Result<Evaluation> {
+    let resident = upload_checked(model, data)?;
     // The same evaluation the epoch loop runs for its val and test columns.
-    let metrics = model.trainer.evaluate(&resident)?;
+    let metrics = model.evaluate(&resident)?;
     let spec = model.spec().clone();
-    match (&data.targets, spec.task) {
+    match (&data.targets, spec.task()) {
         (Targets::Classes { labels, .. }, Task::Classification) => {
             let classes = class_count(&spec).unwrap_or(2);
             let logits = model.logits(&resident)?;

@@ -50,6 +50,26 @@ impl LossKind {
         matches!(self, LossKind::SoftmaxCrossEntropy | LossKind::SigmoidBce)
     }
 
+    /// Classification for the class losses, regression for the others: the task follows from
+    /// the loss.
+    pub fn task(self) -> Task {
+        if self.is_classification() {
+            Task::Classification
+        } else {
+            Task::Regression
+        }
+    }
+
+    /// The name the command line and saved files use (`cross-entropy`, `bce`, `mse`, `mae`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::SoftmaxCrossEntropy => "cross-entropy",
+            LossKind::SigmoidBce => "bce",
+            LossKind::Mse => "mse",
+            LossKind::Mae => "mae",
+        }
+    }
+
     /// The activation applied to the logits at prediction time.
     pub fn output_activation(self) -> Activation {
         match self {
@@ -91,7 +111,6 @@ pub enum Layer {
 pub struct ModelSpec {
     pub layers: Vec<Layer>,
     pub loss: LossKind,
-    pub task: Task,
     /// `(height, width)` of image inputs, `(1, inputs)` otherwise.
     pub input_shape: (usize, usize),
     pub scale: Scale,
@@ -149,20 +168,19 @@ impl ModelSpec {
             inputs: width,
             outputs,
         });
-        let task = if loss.is_classification() {
-            Task::Classification
-        } else {
-            Task::Regression
-        };
         Ok(ModelSpec {
             layers,
             loss,
-            task,
             input_shape: (1, inputs),
             scale: Scale::ZeroOne,
             class_names: None,
             data: None,
         })
+    }
+
+    /// Classification or regression, from the loss.
+    pub fn task(&self) -> Task {
+        self.loss.task()
     }
 
     pub fn inputs(&self) -> usize {
@@ -212,8 +230,9 @@ impl ModelSpec {
             .unwrap_or(self.loss.output_activation())
     }
 
-    /// Checks the sequence is well formed: it starts and ends with Dense layers whose sizes
-    /// chain, and dropout probabilities are in range.
+    /// Checks the sequence is well formed: at least one Dense layer, Dense sizes that chain,
+    /// dropout probabilities in range. Activations and dropout may sit anywhere, stacked or
+    /// before the first Dense layer or after the last.
     pub fn validate(&self) -> Result<()> {
         let mut width: Option<usize> = None;
         for (i, l) in self.layers.iter().enumerate() {
@@ -236,15 +255,22 @@ impl ModelSpec {
                         "layer {i}: dropout {p} is outside [0, 1)"
                     )));
                 }
-                _ if width.is_none() => {
-                    return Err(Error::Shape("the first layer must be Dense".into()));
-                }
                 _ => {}
             }
         }
-        if !matches!(self.layers.last(), Some(Layer::Dense { .. })) {
-            return Err(Error::Shape("the last layer must be Dense".into()));
+        if width.is_none() {
+            return Err(Error::Shape(
+                "the model has no Dense layer: it would have nothing to learn".into(),
+            ));
         }
+        if self.loss == LossKind::SoftmaxCrossEntropy && self.outputs() < 2 {
+            return Err(Error::Config(
+                "softmax cross-entropy needs one output per class, at least two (with one output \
+                 the loss is always 0); for two classes with one output use --loss bce"
+                    .into(),
+            ));
+        }
+
         // Backends address one buffer with 32-bit element counts; checked arithmetic, since
         // sizes come from flags and model files and their products can overflow.
         let count = self.layers.iter().try_fold(0usize, |acc, l| match *l {

@@ -1,6 +1,8 @@
-//! The epoch loop, with hooks for progress display and for stopping between steps.
+//! The epoch loop, with callbacks for progress, stopping and saving.
 
-use super::{Metrics, ResidentData, Trainer};
+use super::{Callback, Control, Metrics, ResidentData, Trainer};
+use crate::data::Dataset;
+use crate::ops::reduce::ACC_LEN;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -29,32 +31,6 @@ pub struct EpochReport {
     pub samples_per_sec: f64,
 }
 
-/// Receives progress while an epoch runs.
-pub trait Observer {
-    fn epoch_start(&mut self, _epoch: usize, _rows: usize) {}
-    /// `rows_done` rows of the epoch are done; `live` is the running metrics when they were
-    /// read at this step (see [`Observer::refresh`]).
-    fn step(&mut self, _rows_done: usize, _live: Option<Metrics>) {}
-    fn epoch_end(&mut self, _report: &EpochReport) {}
-    /// How often running metrics are read back (each read waits for the device).
-    fn refresh(&self) -> Duration {
-        Duration::from_millis(250)
-    }
-    /// Asked after every step: stop there (the trainer is then at a consistent point that
-    /// [`crate::train::Progress`] describes, ready for a checkpoint).
-    fn should_stop(&self) -> bool {
-        false
-    }
-}
-
-/// An observer that shows nothing.
-pub struct Silent;
-impl Observer for Silent {
-    fn refresh(&self) -> Duration {
-        Duration::MAX
-    }
-}
-
 /// The data sets of a run, resident on the trainer's backend.
 #[derive(Clone, Copy)]
 pub struct RunData<'a> {
@@ -63,37 +39,60 @@ pub struct RunData<'a> {
     pub test: Option<&'a ResidentData>,
 }
 
-/// Trains until `epochs` epochs are complete, evaluating the held-out sets after each.
-/// Returns the reports of the epochs it ran, or stops early (with the reports so far) when the
-/// observer asks.
+/// Trains until `epochs` epochs are complete (counting those a resumed trainer already did),
+/// evaluating the held-out sets after each. Returns the reports of the epochs it ran; stops
+/// early when a callback asks (after an epoch, or part-way through one).
 pub fn fit(
     t: &mut Trainer,
     data: RunData,
     epochs: usize,
-    obs: &mut dyn Observer,
+    callbacks: &mut [&mut dyn Callback],
 ) -> Result<Vec<EpochReport>> {
     let mut reports = Vec::new();
-    while t.progress.epoch < epochs {
-        match train_epoch(t, data, obs)? {
-            Some(r) => reports.push(r),
+    while t.progress.epoch < epochs && !callbacks.iter().any(|c| c.should_stop()) {
+        match train_epoch(t, data, callbacks)? {
+            Some((r, control)) => {
+                reports.push(r);
+                if control == Control::Stop {
+                    break;
+                }
+            }
             None => break,
         }
     }
     Ok(reports)
 }
 
+/// Uploads `train` and trains on it for `epochs` epochs (see [`fit`]).
+pub fn fit_dataset(
+    t: &mut Trainer,
+    train: &Dataset,
+    epochs: usize,
+    callbacks: &mut [&mut dyn Callback],
+) -> Result<Vec<EpochReport>> {
+    let train = t.upload(train)?;
+    let data = RunData {
+        train: &train,
+        val: None,
+        test: None,
+    };
+    fit(t, data, epochs, callbacks)
+}
+
 /// Trains the current epoch (from where an interrupted one stopped, if it was), then
-/// evaluates. Returns `None` when the observer stopped it part-way.
+/// evaluates and hands the report to the callbacks. Returns `None` when a callback stopped it
+/// part-way (after any step, the last included: the epoch then ends, evaluation and all, when
+/// training resumes), else the report and whether a callback asked to stop.
 pub fn train_epoch(
     t: &mut Trainer,
     data: RunData,
-    obs: &mut dyn Observer,
-) -> Result<Option<EpochReport>> {
+    callbacks: &mut [&mut dyn Callback],
+) -> Result<Option<(EpochReport, Control)>> {
     let train = data.train;
-    let batch = t.net.max_batch;
+    let batch = t.batch_size();
     let epoch = t.progress.epoch + 1;
     let started = Instant::now();
-    let lr = t.optimizer.lr_at(t.progress.step);
+    let lr = t.lr();
     let next_rng = t.shuffle(train)?;
     let resume_at = t.progress.rows_done;
     if resume_at > train.rows {
@@ -104,22 +103,31 @@ pub fn train_epoch(
         )));
     }
     t.write_acc(t.progress.partial)?;
-    obs.epoch_start(epoch, train.rows);
+    for c in callbacks.iter_mut() {
+        c.epoch_start(epoch, train.rows);
+    }
+    let refresh = callbacks
+        .iter()
+        .map(|c| c.refresh())
+        .min()
+        .unwrap_or(Duration::MAX);
     let mut last_read = Instant::now();
     for start in (resume_at..train.rows).step_by(batch) {
         let rows = batch.min(train.rows - start);
         t.step(train, start, rows)?;
         let done = start + rows;
-        let live = if last_read.elapsed() >= obs.refresh() {
+        let live = if last_read.elapsed() >= refresh {
             last_read = Instant::now();
-            let m = t.read_metrics()?;
+            let m = Metrics::from_sums(&t.read_acc()?, done);
             check_finite(m.loss, epoch, t.progress.step)?;
             Some(m)
         } else {
             None
         };
-        obs.step(done, live);
-        if done < train.rows && obs.should_stop() {
+        for c in callbacks.iter_mut() {
+            c.step(done, live);
+        }
+        if callbacks.iter().any(|c| c.should_stop()) {
             t.progress.rows_done = done;
             t.progress.partial = t.read_acc()?;
             check_finite(t.progress.partial[0] as f64, epoch, t.progress.step)?;
@@ -127,11 +135,11 @@ pub fn train_epoch(
         }
     }
     let acc = t.read_acc()?;
-    let m = Metrics::from_acc(&acc);
+    let m = Metrics::from_sums(&acc, train.rows);
     check_finite(m.loss, epoch, t.progress.step)?;
     // One read per epoch: the penalty and the check that no parameter overflowed.
     let params = t.finite_params(epoch)?;
-    let reg_loss = t.regularization.penalty(&t.net.layout, &params);
+    let reg_loss = t.regularization().penalty(t.model().layout(), &params);
     check_finite(reg_loss, epoch, t.progress.step)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let val = data.val.map(|d| t.evaluate(d)).transpose()?;
@@ -139,7 +147,7 @@ pub fn train_epoch(
     t.progress.epoch = epoch;
     t.progress.rng = next_rng;
     t.progress.rows_done = 0;
-    t.progress.partial = [0.0; 3];
+    t.progress.partial = [0.0; ACC_LEN];
     let report = EpochReport {
         epoch,
         train_loss: m.loss,
@@ -152,8 +160,13 @@ pub fn train_epoch(
         train_seconds,
         samples_per_sec: (train.rows - resume_at) as f64 / train_seconds.max(1e-9),
     };
-    obs.epoch_end(&report);
-    Ok(Some(report))
+    let mut control = Control::Continue;
+    for c in callbacks.iter_mut() {
+        if c.epoch_end(t, &report)? == Control::Stop {
+            control = Control::Stop;
+        }
+    }
+    Ok(Some((report, control)))
 }
 
 fn check_finite(v: f64, epoch: usize, step: u64) -> Result<()> {

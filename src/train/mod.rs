@@ -1,16 +1,22 @@
-//! Training and evaluation, written once for every backend: the data set is uploaded once, each
-//! epoch uploads one shuffled index list, each step records ops, and metrics are read back only
-//! when asked for.
+//! Training, written once for every backend: the data set is uploaded once, each epoch uploads
+//! one shuffled index list, each step replays the compiled training plan, and metrics are read
+//! back only when asked for.
 
+mod callbacks;
 mod fit;
-mod resident;
 
-pub use fit::{EpochReport, Observer, RunData, Silent, fit, train_epoch};
-pub use resident::ResidentData;
+pub use crate::graph::ResidentData;
+pub use crate::model::Metrics;
+pub use crate::optim::Regularization;
+pub use callbacks::{Callback, Control, EarlyStopping, SaveBest, Silent};
+pub use fit::{EpochReport, RunData, fit, fit_dataset, train_epoch};
 
-use crate::backend::{ACC_LEN, Backend, Buf};
+use crate::backend::{Backend, Buf, DType};
 use crate::data::Dataset;
-use crate::model::{ModelSpec, Network, ParamLayout, init_params};
+use crate::graph::lower::Training;
+use crate::graph::{Mode, Persistent, Plan, ProgramCache, Recipe, StepArgs};
+use crate::model::{Model, ModelSpec};
+use crate::ops::reduce::ACC_LEN;
 use crate::optim::OptimizerConfig;
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -24,154 +30,103 @@ use serde::{Deserialize, Serialize};
 /// three submissions ahead) and the progress bar current.
 pub const SUBMIT_EVERY: u64 = 8;
 
-/// L1 and L2 penalty strengths, for weights and biases separately.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Regularization {
-    pub l1_weights: f32,
-    pub l2_weights: f32,
-    pub l1_biases: f32,
-    pub l2_biases: f32,
-}
-
-impl Regularization {
-    pub fn is_zero(&self) -> bool {
-        *self == Regularization::default()
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
-            ("--l1", self.l1_weights),
-            ("--l2", self.l2_weights),
-            ("--l1-bias", self.l1_biases),
-            ("--l2-bias", self.l2_biases),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::Config(format!(
-                    "{name} must be a finite number >= 0, got {v}"
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// The penalty `Σ l1·|w| + l2·w²` over weights and biases of the flat parameters.
-    pub fn penalty(&self, layout: &ParamLayout, params: &[f32]) -> f64 {
-        if self.is_zero() {
-            return 0.0;
-        }
-        let term = |v: &[f32], l1: f32, l2: f32| -> f64 {
-            v.iter()
-                .map(|&x| l1 as f64 * (x as f64).abs() + l2 as f64 * (x as f64).powi(2))
-                .sum()
-        };
-        layout
-            .slots
-            .iter()
-            .map(|s| {
-                let w = &params[s.weight_offset..s.weight_offset + s.inputs * s.outputs];
-                let b = &params[s.bias_offset..s.bias_offset + s.outputs];
-                term(w, self.l1_weights, self.l2_weights) + term(b, self.l1_biases, self.l2_biases)
-            })
-            .sum()
-    }
-}
-
-/// Mean loss and metric over the rows seen.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Metrics {
-    /// Mean data loss per row.
-    pub loss: f64,
-    /// Accuracy (0..1) for classification, mean absolute error for regression.
-    pub metric: f64,
-    pub rows: usize,
-}
-
-impl Metrics {
-    fn from_acc(acc: &[f32]) -> Metrics {
-        let rows = acc[2].round() as usize;
-        let n = rows.max(1) as f64;
-        Metrics {
-            loss: acc[0] as f64 / n,
-            metric: acc[1] as f64 / n,
-            rows,
-        }
-    }
-}
-
 /// Where training stands: everything an exact resume needs besides the buffers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// Epochs completed.
     pub epoch: usize,
-    /// Optimizer updates done (drives the lr decay and Adam's bias corrections).
+    /// Optimizer updates done (drives the learning-rate schedule and Adam's bias corrections).
     pub step: u64,
     /// The shuffling generator's state at the start of the current epoch, before its shuffle.
     pub rng: Rng,
-    /// Rows of the current epoch already trained on (non-zero only when interrupted mid-epoch).
+    /// Rows of the current epoch already trained on (non-zero only when stopped part-way).
     pub rows_done: usize,
-    /// The metrics accumulator of the current epoch so far.
+    /// The metrics accumulator of the current epoch so far: the sums of row losses and of row
+    /// metrics over its `rows_done` rows.
+    #[serde(deserialize_with = "sums")]
     pub partial: [f32; ACC_LEN],
 }
 
-/// A model, its optimizer and its training data, resident on one backend.
+/// The accumulator's sums, also from checkpoints of earlier versions, which stored a third
+/// value (the row count, now counted on the host).
+fn sums<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<[f32; ACC_LEN], D::Error> {
+    let v: Vec<f32> = Vec::deserialize(d)?;
+    match v[..] {
+        [l, m, ..] => Ok([l, m]),
+        _ => Err(serde::de::Error::custom(
+            "the partial metrics need two sums",
+        )),
+    }
+}
+
+/// A model with its gradients, optimizer state and schedule, resident on one backend.
+///
+/// ```
+/// use wgtrain::backend::cpu::CpuBackend;
+/// use wgtrain::data::Dataset;
+/// use wgtrain::model::{Model, Sequential};
+/// use wgtrain::optim::{OptimizerConfig, OptimizerKind};
+/// use wgtrain::train::{Trainer, fit_dataset};
+///
+/// // y = 2x - 1 from eight points.
+/// let x: Vec<f32> = (0..8).map(|i| i as f32 / 8.0).collect();
+/// let y: Vec<f32> = x.iter().map(|v| 2.0 * v - 1.0).collect();
+/// let data = Dataset::regression(ndarray::ArrayView2::from_shape((8, 1), &x).unwrap(),
+///                                ndarray::ArrayView2::from_shape((8, 1), &y).unwrap()).unwrap();
+/// let spec = Sequential::new(1).dense(1).mse().unwrap();
+/// let model = Model::new(Box::new(CpuBackend::new()), spec, 1).unwrap();
+/// let adam = OptimizerConfig { lr: 0.1, ..OptimizerConfig::new(OptimizerKind::Adam) };
+/// let mut trainer = Trainer::new(model, 8, adam, 1).unwrap();
+/// let reports = fit_dataset(&mut trainer, &data, 200, &mut []).unwrap();
+/// assert!(reports.last().unwrap().train_loss < 1e-3);
+/// ```
 pub struct Trainer {
-    pub backend: Box<dyn Backend>,
-    pub net: Network,
+    model: Model,
     pub optimizer: OptimizerConfig,
-    pub regularization: Regularization,
+    regularization: Regularization,
+    clip_norm: Option<f32>,
     pub progress: Progress,
+    batch: usize,
     /// Seed of the dropout masks (the stream is the step).
     dropout_seed: u32,
+    grads: Buf,
+    state1: Buf,
+    state2: Buf,
+    /// The training metrics accumulator.
     acc: Buf,
+    train: Option<ProgramCache>,
 }
 
 impl Trainer {
-    /// Plans `spec` on `backend` with fresh parameters drawn from `seed`.
+    /// Trains `model` in batches of up to `batch` rows with `optimizer`; `seed` draws the
+    /// shuffles and the dropout masks.
     pub fn new(
-        backend: Box<dyn Backend>,
-        spec: ModelSpec,
-        max_batch: usize,
+        model: Model,
+        batch: usize,
         optimizer: OptimizerConfig,
-        regularization: Regularization,
         seed: u64,
     ) -> Result<Trainer> {
-        Trainer::with_params(
-            backend,
-            spec,
-            None,
-            max_batch,
-            optimizer,
-            regularization,
-            seed,
-        )
-    }
-
-    /// Plans `spec` on `backend` with the given flat parameters (a saved model), or fresh ones
-    /// drawn from `seed` when `params` is `None`.
-    pub fn with_params(
-        mut backend: Box<dyn Backend>,
-        spec: ModelSpec,
-        params: Option<&[f32]>,
-        max_batch: usize,
-        optimizer: OptimizerConfig,
-        regularization: Regularization,
-        seed: u64,
-    ) -> Result<Trainer> {
-        // Before the layout and initialisation, whose sizes it bounds.
-        spec.validate()?;
         optimizer.validate()?;
-        regularization.validate()?;
+        if batch == 0 {
+            return Err(Error::Config("the batch size must be at least 1".into()));
+        }
+        let mut model = model;
+        // Evaluation between epochs runs batches of the same size.
+        model.set_batch_size(batch)?;
+        let total = model.layout().total;
+        let b = model.backend();
+        let grads = b.alloc(DType::F32, total, "grads")?;
+        let state1 = b.alloc(DType::F32, total, "optimizer state 1")?;
+        let state2 = b.alloc(DType::F32, total, "optimizer state 2")?;
+        let acc = b.alloc(DType::F32, ACC_LEN, "training metrics")?;
+        // The first fork drew the model's initial parameters (`Model::new`).
         let mut rng = Rng::new(seed);
-        let layout = ParamLayout::new(&spec);
-        // Drawn even when unused, so the shuffling stream below is the same either way.
-        let fresh = init_params(&spec, &layout, &mut rng.fork());
-        let net = Network::new(backend.as_mut(), spec, max_batch, params.unwrap_or(&fresh))?;
-        let acc = Network::new_accumulator(backend.as_mut())?;
+        rng.fork();
         Ok(Trainer {
-            backend,
-            net,
+            model,
             optimizer,
-            regularization,
+            regularization: Regularization::default(),
+            clip_norm: None,
             progress: Progress {
                 epoch: 0,
                 step: 0,
@@ -179,14 +134,119 @@ impl Trainer {
                 rows_done: 0,
                 partial: [0.0; ACC_LEN],
             },
+            batch,
             dropout_seed: (seed ^ (seed >> 32)) as u32,
+            grads,
+            state1,
+            state2,
             acc,
+            train: None,
         })
+    }
+
+    /// A model of `spec` with fresh parameters drawn from `seed`, and its trainer.
+    pub fn from_spec(
+        backend: Box<dyn Backend>,
+        spec: ModelSpec,
+        batch: usize,
+        optimizer: OptimizerConfig,
+        seed: u64,
+    ) -> Result<Trainer> {
+        Trainer::new(Model::new(backend, spec, seed)?, batch, optimizer, seed)
+    }
+
+    /// Adds L1/L2 penalties to the loss.
+    pub fn with_regularization(mut self, r: Regularization) -> Result<Trainer> {
+        r.validate()?;
+        self.regularization = r;
+        self.train = None;
+        Ok(self)
+    }
+
+    /// Clips the gradient to a global norm of at most `max_norm` before each update (as
+    /// PyTorch's `clip_grad_norm_`).
+    pub fn with_clip_norm(mut self, max_norm: Option<f32>) -> Result<Trainer> {
+        if let Some(m) = max_norm
+            && !(m.is_finite() && m > 0.0)
+        {
+            return Err(Error::Config(format!(
+                "--clip-norm must be a finite number > 0, got {m}"
+            )));
+        }
+        self.clip_norm = max_norm;
+        self.train = None;
+        Ok(self)
+    }
+
+    pub fn regularization(&self) -> Regularization {
+        self.regularization
+    }
+
+    pub fn clip_norm(&self) -> Option<f32> {
+        self.clip_norm
+    }
+
+    /// Rows per training step.
+    pub fn batch_size(&self) -> usize {
+        self.batch
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn model_mut(&mut self) -> &mut Model {
+        &mut self.model
+    }
+
+    /// The trained model, without the trainer's gradients and optimizer state.
+    pub fn into_model(self) -> Model {
+        self.model
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        self.model.spec()
+    }
+
+    pub fn backend(&mut self) -> &mut dyn Backend {
+        self.model.backend()
+    }
+
+    /// The learning rate of the next step.
+    pub fn lr(&self) -> f32 {
+        self.optimizer.lr_at(self.progress.step)
+    }
+
+    fn recipe(&self) -> Recipe {
+        Recipe {
+            spec: self.model.spec().clone(),
+            layout: self.model.layout().clone(),
+            mode: Mode::Train,
+            training: Some(Training {
+                update: self.optimizer.update_params(0),
+                regularization: self.regularization,
+                clip_norm: self.clip_norm,
+            }),
+            persistent: Persistent {
+                params: Some(self.model.params_buf()),
+                grads: Some(self.grads),
+                state1: Some(self.state1),
+                state2: Some(self.state2),
+                acc: Some(self.acc),
+            },
+            options: self.model.plan_options(),
+            batch: self.batch,
+        }
+    }
+
+    /// The plan of a training step on `rows` rows, as the trainer runs it (for printing).
+    pub fn plan(&self, rows: usize) -> Plan {
+        self.recipe().plan(rows)
     }
 
     /// Uploads a data set once, for training or evaluation with this model.
     pub fn upload(&mut self, data: &Dataset) -> Result<ResidentData> {
-        ResidentData::upload(self.backend.as_mut(), data, &self.net.spec)
+        self.model.upload(data)
     }
 
     /// Draws the current epoch's order and uploads it: the only per-epoch transfer to the
@@ -195,129 +255,59 @@ impl Trainer {
         let mut order: Vec<u32> = (0..data.rows as u32).collect();
         let mut rng = self.progress.rng.clone();
         rng.shuffle(&mut order);
-        self.backend.write_u32(data.index, &order)?;
+        self.model.backend().write_u32(data.index, &order)?;
         Ok(rng)
     }
 
-    /// Zeroes the metrics accumulator.
-    pub fn reset_metrics(&mut self) -> Result<()> {
-        self.backend.fill(self.acc, 0.0)
-    }
-
-    /// Reads the raw accumulator `[Σ loss, Σ metric, rows]` (a sync point on the GPU).
+    /// Reads the raw accumulator `[Σ loss, Σ metric]` (a sync point on the GPU).
     pub fn read_acc(&mut self) -> Result<[f32; ACC_LEN]> {
-        let v = self.backend.read_f32(self.acc)?;
-        Ok([v[0], v[1], v[2]])
+        let v = self.model.backend().read_f32(self.acc)?;
+        Ok([v[0], v[1]])
     }
 
-    /// Sets the accumulator (when resuming mid-epoch).
+    /// Sets the accumulator (zero at an epoch's start, the checkpoint's when resuming).
     pub fn write_acc(&mut self, acc: [f32; ACC_LEN]) -> Result<()> {
-        self.backend.write_f32(self.acc, &acc)
+        let acc_buf = self.acc;
+        self.model.backend().write_f32(acc_buf, &acc)
     }
 
-    /// Reads the accumulated metrics (a sync point on the GPU).
-    pub fn read_metrics(&mut self) -> Result<Metrics> {
-        Ok(Metrics::from_acc(&self.read_acc()?))
-    }
-
-    /// One training step on rows `start .. start + rows` of the current order: assemble the
-    /// batch, forward, loss (accumulated into the metrics), backward, penalties, update. Every
-    /// [`SUBMIT_EVERY`] steps the recorded work is handed to the device.
+    /// One training step on rows `start .. start + rows` of the current order: the compiled
+    /// plan (gather, forward, loss into the metrics, backward, penalties, update) replayed with
+    /// this step's scalars. Every [`SUBMIT_EVERY`] steps the recorded work is handed to the
+    /// device.
     pub fn step(&mut self, data: &ResidentData, start: usize, rows: usize) -> Result<()> {
-        let b = self.backend.as_mut();
-        let net = &self.net;
-        data.gather(b, net, start, rows)?;
-        let stream_base = (self.progress.step as u32).wrapping_mul(64);
-        let inputs = net.forward(b, rows, true, self.dropout_seed, stream_base)?;
-        let grad = net.loss_grad();
-        b.loss(
-            net.spec.loss,
-            net.logits(),
-            net.targets,
-            rows,
-            net.spec.outputs(),
-            Some(grad),
-            net.stats,
-        )?;
-        b.accumulate_stats(net.stats, rows, self.acc)?;
-        net.backward(b, rows, true, &inputs)?;
-        let r = self.regularization;
-        if !r.is_zero() {
-            for slot in 0..net.layout.slots.len() {
-                let ((w, bias), (gw, gb)) = (net.param_views(slot), net.grad_views(slot));
-                if r.l1_weights > 0.0 || r.l2_weights > 0.0 {
-                    b.regularize(w, gw, r.l1_weights, r.l2_weights)?;
-                }
-                if r.l1_biases > 0.0 || r.l2_biases > 0.0 {
-                    b.regularize(bias, gb, r.l1_biases, r.l2_biases)?;
-                }
-            }
+        if self.train.is_none() {
+            self.train = Some(ProgramCache::new(self.recipe()));
         }
-        let u = self.optimizer.update_params(self.progress.step);
-        b.update(net.params, net.grads, net.state1, net.state2, &u)?;
+        let args = StepArgs {
+            start,
+            seed: self.dropout_seed,
+            stream_base: (self.progress.step as u32).wrapping_mul(64),
+            update: Some(self.optimizer.update_params(self.progress.step)),
+        };
+        let cache = self.train.as_mut().expect("set above");
+        let model = &mut self.model;
+        let mut pool = std::mem::take(&mut model.pool);
+        let ran = cache
+            .get(model.backend(), &mut pool, rows)
+            .and_then(|p| p.run(model.backend(), data, &args));
+        model.pool = pool;
+        ran?;
         self.progress.step += 1;
         if self.progress.step.is_multiple_of(SUBMIT_EVERY) {
-            b.flush()?;
+            self.model.backend().flush()?;
         }
         Ok(())
     }
 
-    /// Forward-only pass over a whole data set in batches, without dropout.
+    /// The model's loss and metric over `data` (no dropout, no update).
     pub fn evaluate(&mut self, data: &ResidentData) -> Result<Metrics> {
-        self.reset_metrics()?;
-        let b = self.backend.as_mut();
-        let net = &self.net;
-        for start in (0..data.rows).step_by(net.max_batch) {
-            let rows = net.max_batch.min(data.rows - start);
-            data.gather(b, net, start, rows)?;
-            net.forward(b, rows, false, 0, 0)?;
-            b.loss(
-                net.spec.loss,
-                net.logits(),
-                net.targets,
-                rows,
-                net.spec.outputs(),
-                None,
-                net.stats,
-            )?;
-            b.accumulate_stats(net.stats, rows, self.acc)?;
-        }
-        self.read_metrics()
+        self.model.evaluate(data)
     }
 
-    /// The last layer's outputs before the output activation, for every row of `data` in its
-    /// stored order, (rows, outputs) row-major.
-    pub fn logits(&mut self, data: &ResidentData) -> Result<Vec<f32>> {
-        let outputs = self.net.spec.outputs();
-        let mut all = Vec::with_capacity(data.rows * outputs);
-        let b = self.backend.as_mut();
-        // Training on `data` leaves its index in the last epoch's shuffled order; outputs must
-        // line up with the rows as stored.
-        let identity: Vec<u32> = (0..data.rows as u32).collect();
-        b.write_u32(data.index, &identity)?;
-        let net = &self.net;
-        for start in (0..data.rows).step_by(net.max_batch) {
-            let rows = net.max_batch.min(data.rows - start);
-            data.gather(b, net, start, rows)?;
-            net.forward(b, rows, false, 0, 0)?;
-            all.extend_from_slice(&b.read_f32(net.logits().slice(0, rows * outputs))?);
-        }
-        Ok(all)
-    }
-
-    /// Output of the model after the loss's output activation (probabilities for class
-    /// models), for every row of `data` in its stored order, (rows, outputs) row-major.
-    pub fn predict(&mut self, data: &ResidentData) -> Result<Vec<f32>> {
-        let outputs = self.net.spec.outputs();
-        let mut all = self.logits(data)?;
-        // A few values per row: the host applies the activation, with the CPU reference's code.
-        crate::backend::cpu::activate(self.net.spec.loss.output_activation(), &mut all, outputs);
-        Ok(all)
-    }
-
-    /// The flat parameter vector (layout `self.net.layout`).
+    /// The flat parameter vector (layout [`Model::layout`]).
     pub fn params(&mut self) -> Result<Vec<f32>> {
-        self.backend.read_f32(self.net.params)
+        self.model.params()
     }
 
     /// The flat parameters, or `Diverged` (naming `epoch` and the current step) when any is
@@ -337,10 +327,9 @@ impl Trainer {
 
     /// The optimizer's two state buffers (flat layout), for checkpoints.
     pub fn optimizer_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
-        Ok((
-            self.backend.read_f32(self.net.state1)?,
-            self.backend.read_f32(self.net.state2)?,
-        ))
+        let (s1, s2) = (self.state1, self.state2);
+        let b = self.model.backend();
+        Ok((b.read_f32(s1)?, b.read_f32(s2)?))
     }
 
     /// Puts parameters, optimizer state and progress back as a checkpoint had them.
@@ -351,12 +340,8 @@ impl Trainer {
         state2: &[f32],
         progress: Progress,
     ) -> Result<()> {
-        let total = self.net.layout.total;
-        for (what, v) in [
-            ("parameters", params),
-            ("state1", state1),
-            ("state2", state2),
-        ] {
+        let total = self.model.layout().total;
+        for (what, v) in [("state1", state1), ("state2", state2)] {
             if v.len() != total {
                 return Err(Error::Shape(format!(
                     "checkpoint {what} have {} values, the model needs {total}",
@@ -364,9 +349,11 @@ impl Trainer {
                 )));
             }
         }
-        self.backend.write_f32(self.net.params, params)?;
-        self.backend.write_f32(self.net.state1, state1)?;
-        self.backend.write_f32(self.net.state2, state2)?;
+        self.model.set_params(params)?;
+        let (s1, s2) = (self.state1, self.state2);
+        let b = self.model.backend();
+        b.write_f32(s1, state1)?;
+        b.write_f32(s2, state2)?;
         self.progress = progress;
         Ok(())
     }
@@ -377,6 +364,6 @@ impl Trainer {
             return Ok(0.0);
         }
         let p = self.params()?;
-        Ok(self.regularization.penalty(&self.net.layout, &p))
+        Ok(self.regularization.penalty(self.model.layout(), &p))
     }
 }

@@ -1,12 +1,12 @@
 //! Launcher of `shaders/activation.wgsl`: activations forward and backward, elementwise or
 //! (softmax) row-wise.
 
+use super::GpuBackend;
 use super::WG;
 use super::context::{KernelSpec, Shader};
-use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
-use crate::backend::{Buf, DType, op_name};
 use crate::model::Activation;
+use crate::ops::{ActBackward, ActForward, Rules};
 
 static SHADER: Shader = Shader {
     name: "activation.wgsl",
@@ -76,22 +76,15 @@ pub(super) fn code(act: Activation) -> u32 {
 }
 
 // x: (rows, cols) -> y: (rows, cols), possibly in place
-pub(super) fn forward(
-    g: &mut GpuBackend,
-    act: Activation,
-    x: Buf,
-    y: Buf,
-    rows: usize,
-    cols: usize,
-) -> Result<()> {
+pub(super) fn forward(g: &mut GpuBackend, op: &ActForward) -> Result<()> {
+    let ActForward {
+        act,
+        x,
+        y,
+        rows,
+        cols,
+    } = *op;
     let n = rows * cols;
-    check_len("activation input", x, n)?;
-    check_len("activation output", y, n)?;
-    expect_dtype("activation input", x, DType::F32);
-    expect_dtype("activation output", y, DType::F32);
-    if x != y {
-        distinct(y, &[x]);
-    }
     if n == 0 || (act == Activation::Linear && x == y) {
         return Ok(());
     }
@@ -110,32 +103,20 @@ pub(super) fn forward(
         dims.act = code(act);
         (&FORWARD, g.grid(n, WG)?)
     };
-    let name = || op_name::act_forward(act, rows, cols);
-    g.record(spec, &[Some(x), Some(y)], &dims, groups, name)
+    g.record(spec, &[Some(x), Some(y)], &dims, groups, || op.cost())
 }
 
-// y, dy: (rows, cols) -> dx: (rows, cols); dx may alias dy
-pub(super) fn backward(
-    g: &mut GpuBackend,
-    act: Activation,
-    y: Buf,
-    dy: Buf,
-    dx: Buf,
-    rows: usize,
-    cols: usize,
-) -> Result<()> {
+// y, dy: (rows, cols) -> dx: (rows, cols); dx may be dy
+pub(super) fn backward(g: &mut GpuBackend, op: &ActBackward) -> Result<()> {
+    let ActBackward {
+        act,
+        y,
+        dy,
+        dx,
+        rows,
+        cols,
+    } = *op;
     let n = rows * cols;
-    check_len("activation output", y, n)?;
-    check_len("activation grad", dy, n)?;
-    check_len("activation input grad", dx, n)?;
-    for (what, b) in [("activation output", y), ("grad", dy), ("input grad", dx)] {
-        expect_dtype(what, b, DType::F32);
-    }
-    distinct(dx, &[y]);
-    assert!(
-        dx == dy || dx.id != dy.id,
-        "dx may alias dy only as the same view"
-    );
     if n == 0 || (act == Activation::Linear && dx == dy) {
         return Ok(());
     }
@@ -154,6 +135,7 @@ pub(super) fn backward(
         dims.act = code(act);
         (&BACKWARD, g.grid(n, WG)?)
     };
-    let name = || op_name::act_backward(act, rows, cols);
-    g.record(spec, &[Some(dy), Some(dx), Some(y)], &dims, groups, name)
+    g.record(spec, &[Some(dy), Some(dx), Some(y)], &dims, groups, || {
+        op.cost()
+    })
 }

@@ -1,11 +1,11 @@
 //! Launcher of `shaders/dropout.wgsl`: inverted dropout with the counter-based mask of
 //! `rng::hash3`, and the masked product of its backward pass.
 
+use super::GpuBackend;
 use super::WG;
 use super::context::{KernelSpec, Shader};
-use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
-use crate::backend::{Buf, DType, op_name};
+use crate::ops::{Dropout, MaskMul, Rules};
 
 static SHADER: Shader = Shader {
     name: "dropout.wgsl",
@@ -20,16 +20,16 @@ static FORWARD: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "dropout_forward",
     constants: &[],
-    // x (read), y, mask (written)
-    storage: &[(1, true), (2, false), (3, false)],
+    // x, y, mask: x is declared writable, as mask_mul may run in place on it
+    storage: &[(1, false), (2, false), (3, false)],
 };
-static MUL_INPLACE: KernelSpec = KernelSpec {
-    label: "mul_inplace",
+static MASK_MUL: KernelSpec = KernelSpec {
+    label: "mask_mul",
     shader: &SHADER,
-    entry: "mul_inplace",
+    entry: "mask_mul",
     constants: &[],
-    // x (the `y` binding, updated), mask
-    storage: &[(2, false), (3, false)],
+    // x, y (both writable: they may be one buffer), mask
+    storage: &[(1, false), (2, false), (3, false)],
 };
 
 #[repr(C)]
@@ -46,25 +46,17 @@ struct Dims {
 }
 
 // x -> y, mask: (n,)
-#[allow(clippy::too_many_arguments)]
-pub(super) fn forward(
-    g: &mut GpuBackend,
-    x: Buf,
-    y: Buf,
-    mask: Buf,
-    n: usize,
-    p: f32,
-    seed: u32,
-    stream: u32,
-) -> Result<()> {
-    check_len("dropout input", x, n)?;
-    check_len("dropout output", y, n)?;
-    check_len("dropout mask", mask, n)?;
-    for (what, b) in [("input", x), ("output", y), ("mask", mask)] {
-        expect_dtype(what, b, DType::F32);
-    }
-    distinct(mask, &[x, y]);
-    distinct(y, &[x]);
+// x: (n,) -> y, mask: (n,)
+pub(super) fn forward(g: &mut GpuBackend, op: &Dropout) -> Result<()> {
+    let Dropout {
+        x,
+        y,
+        mask,
+        n,
+        p,
+        seed,
+        stream,
+    } = *op;
     if n == 0 {
         return Ok(());
     }
@@ -80,30 +72,25 @@ pub(super) fn forward(
         stream,
     };
     let groups = g.grid(n, WG)?;
-    let name = || op_name::dropout_forward(n);
     g.record(
         &FORWARD,
         &[Some(x), Some(y), Some(mask)],
         &dims,
         groups,
-        name,
+        || op.cost(),
     )
 }
 
-// x, mask: (n,)
-pub(super) fn mul_inplace(g: &mut GpuBackend, x: Buf, mask: Buf, n: usize) -> Result<()> {
-    check_len("mul input", x, n)?;
-    check_len("mul mask", mask, n)?;
-    expect_dtype("mul input", x, DType::F32);
-    expect_dtype("mul mask", mask, DType::F32);
-    distinct(x, &[mask]);
+// x, mask: (n,) -> y: (n,); y may be x
+pub(super) fn mask_mul(g: &mut GpuBackend, op: &MaskMul) -> Result<()> {
+    let MaskMul { x, mask, y, n } = *op;
     if n == 0 {
         return Ok(());
     }
     let dims = Dims {
         n: n as u32,
-        x_off: 0,
-        y_off: x.offset,
+        x_off: x.offset,
+        y_off: y.offset,
         mask_off: mask.offset,
         p: 0.0,
         keep: 0.0,
@@ -111,6 +98,11 @@ pub(super) fn mul_inplace(g: &mut GpuBackend, x: Buf, mask: Buf, n: usize) -> Re
         stream: 0,
     };
     let groups = g.grid(n, WG)?;
-    let name = || op_name::dropout_backward(n);
-    g.record(&MUL_INPLACE, &[Some(x), Some(mask)], &dims, groups, name)
+    g.record(
+        &MASK_MUL,
+        &[Some(x), Some(y), Some(mask)],
+        &dims,
+        groups,
+        || op.cost(),
+    )
 }

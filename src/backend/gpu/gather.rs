@@ -1,11 +1,12 @@
 //! Launcher of `shaders/gather.wgsl`: batch assembly from the resident data set through the
 //! row-order index.
 
+use super::GpuBackend;
 use super::WG;
 use super::context::{KernelSpec, Shader};
-use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
-use crate::backend::{Buf, DType, op_name};
+use crate::backend::DType;
+use crate::ops::{Gather, GatherLabels, Rules};
 
 static SHADER: Shader = Shader {
     name: "gather.wgsl",
@@ -15,22 +16,22 @@ static SHADER: Shader = Shader {
     ),
 };
 
-/// src, idx (read), dst (written).
-const ROWS_STORAGE: &[(u32, bool)] = &[(1, true), (2, true), (3, false)];
+/// src, idx (read), dst, labels (written), label_src (read).
+const STORAGE: &[(u32, bool)] = &[(1, true), (2, true), (3, false), (4, false), (5, true)];
 
 static ROWS_U8: KernelSpec = KernelSpec {
     label: "gather_rows_u8",
     shader: &SHADER,
     entry: "gather_rows_u8",
     constants: &[],
-    storage: ROWS_STORAGE,
+    storage: STORAGE,
 };
 static ROWS_F32: KernelSpec = KernelSpec {
     label: "gather_rows_f32",
     shader: &SHADER,
     entry: "gather_rows_f32",
     constants: &[],
-    storage: ROWS_STORAGE,
+    storage: STORAGE,
 };
 static LABELS: KernelSpec = KernelSpec {
     label: "gather_labels",
@@ -38,11 +39,11 @@ static LABELS: KernelSpec = KernelSpec {
     entry: "gather_labels",
     constants: &[],
     // src, idx (read), labels (written)
-    storage: &[(1, true), (2, true), (4, false)],
+    storage: STORAGE,
 };
 
 #[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Dims {
     rows: u32,
     cols: u32,
@@ -52,91 +53,75 @@ struct Dims {
     dst_off: u32,
     a: f32,
     b: f32,
+    has_labels: u32,
+    label_src_off: u32,
+    labels_off: u32,
 }
 
-// src: (_, cols) U8 or F32, idx: (rows,) -> dst: (rows, cols)
-pub(super) fn gather_rows(
-    g: &mut GpuBackend,
-    src: Buf,
-    idx: Buf,
-    rows: usize,
-    cols: usize,
-    (a, b): (f32, f32),
-    dst: Buf,
-) -> Result<()> {
-    check_len("gather index", idx, rows)?;
-    check_len("gather destination", dst, rows * cols)?;
-    expect_dtype("gather index", idx, DType::U32);
-    expect_dtype("gather destination", dst, DType::F32);
-    distinct(dst, &[src, idx]);
-    let spec = match src.dtype {
+// src: (_, cols) U8 or F32, idx: (start + rows,) -> dst: (rows, cols) (+ labels: (rows,))
+pub(super) fn gather(g: &mut GpuBackend, op: &Gather) -> Result<()> {
+    let spec = match op.src.dtype {
         DType::U8 => &ROWS_U8,
-        DType::F32 => &ROWS_F32,
-        DType::U32 => panic!("gather_rows from a u32 buffer"),
+        _ => &ROWS_F32,
     };
+    let (rows, cols) = (op.rows, op.cols);
     let n = rows * cols;
     if n == 0 {
         return Ok(());
     }
+    let idx = op.idx.slice(op.start, rows);
+    let labels = op.labels;
     let dims = Dims {
         rows: rows as u32,
         cols: cols as u32,
         n: n as u32,
-        src_off: src.offset,
+        src_off: op.src.offset,
         idx_off: idx.offset,
-        dst_off: dst.offset,
-        a,
-        b,
+        dst_off: op.dst.offset,
+        a: op.affine.0,
+        b: op.affine.1,
+        has_labels: labels.is_some() as u32,
+        label_src_off: labels.map_or(0, |l| l.src.offset),
+        labels_off: labels.map_or(0, |l| l.dst.offset),
     };
     let groups = g.grid(n, WG)?;
-    let name = || op_name::gather_rows(rows, cols, src.dtype);
     g.record(
         spec,
-        &[Some(src), Some(idx), Some(dst)],
+        &[
+            Some(op.src),
+            Some(idx),
+            Some(op.dst),
+            labels.map(|l| l.dst),
+            labels.map(|l| l.src),
+        ],
         &dims,
         groups,
-        name,
+        || op.cost(),
     )
 }
 
-// src: (_,) idx: (rows,) -> dst: (rows,)
-pub(super) fn gather_labels(
-    g: &mut GpuBackend,
-    src: Buf,
-    idx: Buf,
-    rows: usize,
-    dst: Buf,
-) -> Result<()> {
-    check_len("gather index", idx, rows)?;
-    check_len("label destination", dst, rows)?;
-    for (what, x) in [
-        ("labels", src),
-        ("gather index", idx),
-        ("label destination", dst),
-    ] {
-        expect_dtype(what, x, DType::U32);
-    }
-    distinct(dst, &[src, idx]);
+// src: (_,), idx: (start + rows,) -> dst: (rows,)
+pub(super) fn gather_labels(g: &mut GpuBackend, op: &GatherLabels) -> Result<()> {
+    let rows = op.rows;
     if rows == 0 {
         return Ok(());
     }
+    let idx = op.idx.slice(op.start, rows);
     let dims = Dims {
         rows: rows as u32,
         cols: 1,
         n: rows as u32,
-        src_off: src.offset,
         idx_off: idx.offset,
-        dst_off: dst.offset,
-        a: 1.0,
-        b: 0.0,
+        label_src_off: op.src.offset,
+        labels_off: op.dst.offset,
+        ..Dims::default()
     };
     let groups = g.grid(rows, WG)?;
-    let name = || op_name::gather_labels(rows);
     g.record(
         &LABELS,
-        &[Some(src), Some(idx), Some(dst)],
+        &[None, Some(idx), None, Some(op.dst), Some(op.src)],
         &dims,
         groups,
-        name,
+        || op.cost(),
     )
 }

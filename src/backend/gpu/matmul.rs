@@ -3,12 +3,11 @@
 //! an activation's derivative, or the column sums of `a` beside the product), by one of two
 //! kernels (64x64 or 128x128 output tiles) picked per adapter and shape.
 
+use super::GpuBackend;
 use super::activation::code;
 use super::context::{KernelSpec, Shader};
-use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
-use crate::backend::{Buf, DType, MatmulDims, op_name};
-use crate::model::Activation;
+use crate::ops::{ColSum, Epilogue, Matmul, MatmulDims, Rules};
 
 static SHADER: Shader = Shader {
     name: "matmul.wgsl",
@@ -27,18 +26,6 @@ const STORAGE: &[(u32, bool)] = &[
     (5, true),
     (6, false),
 ];
-
-/// What the kernel does to each output after the product and the bias.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) enum Epilogue {
-    None,
-    /// `c = f(c)`, for an elementwise `f`.
-    Act(Activation),
-    /// `c = c ⊙ f'(x)`, read through the activation's output `y`, (m, n).
-    ActGrad(Activation, Buf),
-    /// Also `sums[i] = Σ_k op(a)[i, k]`, (m,).
-    Sums(Buf),
-}
 
 const fn spec(
     label: &'static str,
@@ -143,59 +130,33 @@ struct Dims {
     sums_off: u32,
 }
 
-// a: (m, k) | (k, m)ᵀ, b: (k, n) | (n, k)ᵀ, bias: (n,), y: (m, n) -> c: (m, n)
-pub(super) fn matmul(
-    g: &mut GpuBackend,
-    a: Buf,
-    b: Buf,
-    bias: Option<Buf>,
-    c: Buf,
-    d: MatmulDims,
-    epilogue: Epilogue,
-) -> Result<()> {
+// a: (m, k) | (k, m)ᵀ, b: (k, n) | (n, k)ᵀ, bias: (n,), y: (m, n) -> c: (m, n), sums: (m,)
+pub(super) fn matmul(g: &mut GpuBackend, op: &Matmul) -> Result<()> {
+    let Matmul {
+        a,
+        b,
+        bias,
+        c,
+        dims: d,
+        epilogue,
+    } = *op;
     let MatmulDims { m, k, n, .. } = d;
-    check_len("matmul a", a, m * k)?;
-    check_len("matmul b", b, k * n)?;
-    check_len("matmul c", c, m * n)?;
-    for (what, x) in [("matmul a", a), ("matmul b", b), ("matmul c", c)] {
-        expect_dtype(what, x, DType::F32);
-    }
-    distinct(c, &[a, b]);
-    if let Some(bias) = bias {
-        check_len("matmul bias", bias, n)?;
-        expect_dtype("matmul bias", bias, DType::F32);
-        distinct(c, &[bias]);
-    }
     let (epi, act, y, sums) = match epilogue {
         Epilogue::None => (0, 0, None, None),
         Epilogue::Act(act) => (1, code(act), None, None),
-        Epilogue::ActGrad(act, y) => {
-            check_len("matmul activation output", y, m * n)?;
-            expect_dtype("matmul activation output", y, DType::F32);
-            distinct(c, &[y]);
-            (2, code(act), Some(y), None)
-        }
-        Epilogue::Sums(sums) => {
-            check_len("matmul row sums", sums, m)?;
-            expect_dtype("matmul row sums", sums, DType::F32);
-            assert!(
-                d.trans_a,
-                "row sums of op(a) are column sums of a stored (k, m)"
-            );
-            distinct(sums, &[a, b]);
-            assert!(
-                sums.id != c.id
-                    || sums.offset >= c.offset + c.len
-                    || c.offset >= sums.offset + sums.len,
-                "matmul row sums overlap the product"
-            );
-            (3, 0, None, Some(sums))
-        }
+        Epilogue::ActGrad { act, y } => (2, code(act), Some(y), None),
+        Epilogue::ColSums(sums) => (3, 0, None, Some(sums)),
     };
     if m == 0 || n == 0 {
         if let (Some(sums), true) = (sums, m > 0) {
             // No product to ride on.
-            return super::reduce::col_sum(g, a, k, m, sums);
+            let col_sum = ColSum {
+                a,
+                rows: k,
+                cols: m,
+                out: sums,
+            };
+            return super::reduce::col_sum(g, &col_sum);
         }
         return Ok(());
     }
@@ -228,18 +189,12 @@ pub(super) fn matmul(
     };
     // The kernel loops over tiles beyond the grid, so any m and n fit.
     let groups = [g.tiles(n.div_ceil(tile)), g.tiles(m.div_ceil(tile)), 1];
-    let name = || match epilogue {
-        Epilogue::None => op_name::matmul(&d, bias.is_some()),
-        Epilogue::Act(act) => op_name::matmul_act(&d, bias.is_some(), act),
-        Epilogue::ActGrad(act, _) => op_name::matmul_act_grad(&d, act),
-        Epilogue::Sums(_) => op_name::matmul_col_sum(&d),
-    };
     g.record(
         spec,
         &[Some(a), Some(b), bias, Some(c), y, sums],
         &dims,
         groups,
-        name,
+        || op.cost(),
     )
 }
 

@@ -18,11 +18,10 @@ mod timing;
 
 pub use context::{AdapterSummary, Traffic, list_adapters};
 
-use super::{Backend, Buf, DType, KernelTime, MatmulDims, UpdateParams, check_len, distinct};
+use super::{Backend, Buf, DType, KernelTime, check_write};
 use crate::Result;
-use crate::model::{Activation, LossKind};
+use crate::ops::Op;
 use context::Context;
-use matmul::Epilogue;
 pub use matmul::MatmulTiles;
 use recorder::Recorder;
 use std::sync::Arc;
@@ -89,8 +88,7 @@ impl GpuBackend {
 impl GpuBackend {
     /// Writes 4-byte values (f32 or u32, as `dtype`) into `dst`.
     fn write_words<T: bytemuck::Pod>(&mut self, dst: Buf, dtype: DType, data: &[T]) -> Result<()> {
-        check_len("write destination", dst, data.len())?;
-        expect_dtype("write destination", dst, dtype);
+        check_write(dst, data.len(), dtype)?;
         self.alloc_of(dst);
         self.write_bytes(
             dst.id,
@@ -101,15 +99,11 @@ impl GpuBackend {
 
     /// Reads the 4-byte values (f32 or u32, as `dtype`) of `src`.
     fn read_words<T: bytemuck::Pod>(&mut self, src: Buf, dtype: DType) -> Result<Vec<T>> {
-        expect_dtype("read source", src, dtype);
+        assert_eq!(src.dtype, dtype, "read source must be {dtype:?}");
         self.alloc_of(src);
         let bytes = self.read_bytes(src.id, u64::from(src.offset) * 4, u64::from(src.len) * 4)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
-}
-
-fn expect_dtype(what: &str, b: Buf, dtype: DType) {
-    assert_eq!(b.dtype, dtype, "{what} must be {dtype:?}");
 }
 
 impl Backend for GpuBackend {
@@ -135,8 +129,7 @@ impl Backend for GpuBackend {
     }
 
     fn write_u8(&mut self, dst: Buf, data: &[u8]) -> Result<()> {
-        check_len("write destination", dst, data.len())?;
-        expect_dtype("write_u8 destination", dst, DType::U8);
+        check_write(dst, data.len(), DType::U8)?;
         assert!(
             dst.offset.is_multiple_of(4),
             "write_u8 at offset {}",
@@ -182,155 +175,23 @@ impl Backend for GpuBackend {
         self.wait_idle()
     }
 
-    fn fill(&mut self, dst: Buf, value: f32) -> Result<()> {
-        reduce::fill(self, dst, value)
-    }
-
-    fn gather_rows(
-        &mut self,
-        src: Buf,
-        idx: Buf,
-        rows: usize,
-        cols: usize,
-        affine: (f32, f32),
-        dst: Buf,
-    ) -> Result<()> {
-        gather::gather_rows(self, src, idx, rows, cols, affine, dst)
-    }
-
-    fn gather_labels(&mut self, src: Buf, idx: Buf, rows: usize, dst: Buf) -> Result<()> {
-        gather::gather_labels(self, src, idx, rows, dst)
-    }
-
-    fn matmul(
-        &mut self,
-        a: Buf,
-        b: Buf,
-        bias: Option<Buf>,
-        c: Buf,
-        dims: MatmulDims,
-    ) -> Result<()> {
-        matmul::matmul(self, a, b, bias, c, dims, Epilogue::None)
-    }
-
-    fn matmul_act(
-        &mut self,
-        a: Buf,
-        b: Buf,
-        bias: Option<Buf>,
-        c: Buf,
-        dims: MatmulDims,
-        act: Activation,
-    ) -> Result<()> {
-        if act == Activation::Softmax {
-            // Row-wise: it needs the whole row, which one tile does not hold.
-            self.matmul(a, b, bias, c, dims)?;
-            return self.act_forward(act, c, c, dims.m, dims.n);
+    fn run(&mut self, op: &Op) -> Result<()> {
+        match op {
+            Op::Fill(o) => reduce::fill(self, o),
+            Op::Gather(o) => gather::gather(self, o),
+            Op::GatherLabels(o) => gather::gather_labels(self, o),
+            Op::Matmul(o) => matmul::matmul(self, o),
+            Op::ColSum(o) => reduce::col_sum(self, o),
+            Op::ActForward(o) => activation::forward(self, o),
+            Op::ActBackward(o) => activation::backward(self, o),
+            Op::Dropout(o) => dropout::forward(self, o),
+            Op::MaskMul(o) => dropout::mask_mul(self, o),
+            Op::Loss(o) => loss::loss(self, o),
+            Op::AccumulateStats(o) => reduce::accumulate_stats(self, o),
+            Op::Regularize(o) => optimizer::regularize(self, o),
+            Op::SumSquares(o) => reduce::sum_squares(self, o),
+            Op::Update(o) => optimizer::update(self, o),
         }
-        matmul::matmul(self, a, b, bias, c, dims, Epilogue::Act(act))
-    }
-
-    fn matmul_col_sum(
-        &mut self,
-        a: Buf,
-        b: Buf,
-        c: Buf,
-        dims: MatmulDims,
-        sums: Buf,
-    ) -> Result<()> {
-        matmul::matmul(self, a, b, None, c, dims, Epilogue::Sums(sums))
-    }
-
-    fn matmul_act_grad(
-        &mut self,
-        a: Buf,
-        b: Buf,
-        y: Buf,
-        c: Buf,
-        dims: MatmulDims,
-        act: Activation,
-    ) -> Result<()> {
-        if act == Activation::Softmax {
-            self.matmul(a, b, None, c, dims)?;
-            return self.act_backward(act, y, c, c, dims.m, dims.n);
-        }
-        matmul::matmul(self, a, b, None, c, dims, Epilogue::ActGrad(act, y))
-    }
-
-    fn col_sum(&mut self, a: Buf, rows: usize, cols: usize, out: Buf) -> Result<()> {
-        reduce::col_sum(self, a, rows, cols, out)
-    }
-
-    fn act_forward(
-        &mut self,
-        act: Activation,
-        x: Buf,
-        y: Buf,
-        rows: usize,
-        cols: usize,
-    ) -> Result<()> {
-        activation::forward(self, act, x, y, rows, cols)
-    }
-
-    fn act_backward(
-        &mut self,
-        act: Activation,
-        y: Buf,
-        dy: Buf,
-        dx: Buf,
-        rows: usize,
-        cols: usize,
-    ) -> Result<()> {
-        activation::backward(self, act, y, dy, dx, rows, cols)
-    }
-
-    fn dropout_forward(
-        &mut self,
-        x: Buf,
-        y: Buf,
-        mask: Buf,
-        n: usize,
-        p: f32,
-        seed: u32,
-        stream: u32,
-    ) -> Result<()> {
-        dropout::forward(self, x, y, mask, n, p, seed, stream)
-    }
-
-    fn mul_inplace(&mut self, x: Buf, mask: Buf, n: usize) -> Result<()> {
-        dropout::mul_inplace(self, x, mask, n)
-    }
-
-    fn loss(
-        &mut self,
-        kind: LossKind,
-        out: Buf,
-        targets: Buf,
-        rows: usize,
-        cols: usize,
-        grad: Option<Buf>,
-        stats: Buf,
-    ) -> Result<()> {
-        loss::loss(self, kind, out, targets, rows, cols, grad, stats)
-    }
-
-    fn accumulate_stats(&mut self, stats: Buf, rows: usize, acc: Buf) -> Result<()> {
-        reduce::accumulate_stats(self, stats, rows, acc)
-    }
-
-    fn regularize(&mut self, param: Buf, grad: Buf, l1: f32, l2: f32) -> Result<()> {
-        optimizer::regularize(self, param, grad, l1, l2)
-    }
-
-    fn update(
-        &mut self,
-        params: Buf,
-        grads: Buf,
-        state1: Buf,
-        state2: Buf,
-        p: &UpdateParams,
-    ) -> Result<()> {
-        optimizer::update(self, params, grads, state1, state2, p)
     }
 
     fn start_kernel_timing(&mut self) -> bool {

@@ -1,11 +1,11 @@
 //! Launcher of `shaders/optimizer.wgsl`: one dispatch updates the whole flat parameter buffer;
 //! the penalty gradients of L1/L2 regularisation.
 
+use super::GpuBackend;
 use super::WG;
 use super::context::{KernelSpec, Shader};
-use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
-use crate::backend::{Buf, DType, UpdateParams, op_name};
+use crate::ops::{Regularize, Rules, Update};
 use crate::optim::OptimizerKind;
 
 static SHADER: Shader = Shader {
@@ -22,7 +22,8 @@ static UPDATE: KernelSpec = KernelSpec {
     entry: "update",
     constants: &[],
     // params, grads, state1, state2 (all declared writable in the shader)
-    storage: &[(1, false), (2, false), (3, false), (4, false)],
+    // params, grads, state1, state2, norm2 (read)
+    storage: &[(1, false), (2, false), (3, false), (4, false), (5, true)],
 };
 static REGULARIZE: KernelSpec = KernelSpec {
     label: "regularize",
@@ -53,9 +54,17 @@ struct Dims {
     bias_correction2: f32,
     l1: f32,
     l2: f32,
+    has_penalty: u32,
+    bias_start: u32,
+    l1_weights: f32,
+    l2_weights: f32,
+    l1_biases: f32,
+    l2_biases: f32,
+    has_clip: u32,
+    max_norm: f32,
+    norm_off: u32,
 }
 
-/// The shader's optimizer codes.
 fn code(kind: OptimizerKind) -> u32 {
     match kind {
         OptimizerKind::Sgd => 0,
@@ -66,34 +75,22 @@ fn code(kind: OptimizerKind) -> u32 {
     }
 }
 
-// params, grads, state1, state2: (n,)
-pub(super) fn update(
-    g: &mut GpuBackend,
-    params: Buf,
-    grads: Buf,
-    state1: Buf,
-    state2: Buf,
-    u: &UpdateParams,
-) -> Result<()> {
-    let n = params.len();
-    for (what, b) in [("grads", grads), ("state1", state1), ("state2", state2)] {
-        check_len(what, b, n)?;
-        expect_dtype(what, b, DType::F32);
-    }
-    expect_dtype("params", params, DType::F32);
-    distinct(params, &[grads, state1, state2]);
-    distinct(state1, &[grads, state2]);
+// params, grads, state1, state2: (n,); norm2: (1,)
+pub(super) fn update(g: &mut GpuBackend, op: &Update) -> Result<()> {
+    let n = op.params.len();
     if n == 0 {
         return Ok(());
     }
-    let dims = Dims {
+    let u = &op.hyper;
+    let pen = op.penalty;
+    let mut dims = Dims {
         n: n as u32,
         kind: code(u.kind),
         nesterov: u.nesterov as u32,
-        p_off: params.offset,
-        g_off: grads.offset,
-        s1_off: state1.offset,
-        s2_off: state2.offset,
+        p_off: op.params.offset,
+        g_off: op.grads.offset,
+        s1_off: op.state1.offset,
+        s2_off: op.state2.offset,
         lr: u.lr,
         momentum: u.momentum,
         beta1: u.beta1,
@@ -109,41 +106,53 @@ pub(super) fn update(
         bias_correction2: u.bias_correction2,
         ..Dims::default()
     };
+    if let Some(p) = pen {
+        dims.has_penalty = 1;
+        dims.bias_start = p.bias_start as u32;
+        (dims.l1_weights, dims.l2_weights) = p.weights;
+        (dims.l1_biases, dims.l2_biases) = p.biases;
+    }
+    if let Some(c) = op.clip {
+        dims.has_clip = 1;
+        dims.max_norm = c.max_norm;
+        dims.norm_off = c.norm2.offset;
+    }
     let groups = g.grid(n, WG)?;
     g.record(
         &UPDATE,
-        &[Some(params), Some(grads), Some(state1), Some(state2)],
+        &[
+            Some(op.params),
+            Some(op.grads),
+            Some(op.state1),
+            Some(op.state2),
+            op.clip.map(|c| c.norm2),
+        ],
         &dims,
         groups,
-        || op_name::update(u.kind, u.momentum, n),
+        || op.cost(),
     )
 }
 
-// param, grad: (n,)
-pub(super) fn regularize(
-    g: &mut GpuBackend,
-    param: Buf,
-    grad: Buf,
-    l1: f32,
-    l2: f32,
-) -> Result<()> {
-    let n = param.len();
-    check_len("regularized grad", grad, n)?;
-    expect_dtype("param", param, DType::F32);
-    expect_dtype("grad", grad, DType::F32);
-    distinct(grad, &[param]);
+// param: (n,), grad: (n,) updated
+pub(super) fn regularize(g: &mut GpuBackend, op: &Regularize) -> Result<()> {
+    let n = op.param.len();
     if n == 0 {
         return Ok(());
     }
     let dims = Dims {
         n: n as u32,
-        p_off: param.offset,
-        g_off: grad.offset,
-        l1,
-        l2,
+        p_off: op.param.offset,
+        g_off: op.grad.offset,
+        l1: op.l1,
+        l2: op.l2,
         ..Dims::default()
     };
     let groups = g.grid(n, WG)?;
-    let name = || op_name::regularize(n);
-    g.record(&REGULARIZE, &[Some(param), Some(grad)], &dims, groups, name)
+    g.record(
+        &REGULARIZE,
+        &[Some(op.param), Some(op.grad)],
+        &dims,
+        groups,
+        || op.cost(),
+    )
 }

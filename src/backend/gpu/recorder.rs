@@ -21,8 +21,8 @@
 use super::GpuBackend;
 use super::context::{Count, Kernel, KernelSpec, UNIFORM_BYTES};
 use super::timing::{MAX_TIMED, Timer};
-use crate::backend::op_name::OpLabel;
 use crate::backend::{Buf, DType};
+use crate::ops::OpLabel;
 use crate::{Error, Result};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -400,7 +400,7 @@ impl GpuBackend {
 
     /// Records one dispatch of `spec` binding `bufs` (in the order of `spec.storage`; `None`
     /// binds the dummy buffer) with the uniform block `dims`. `name` names the op and its shape
-    /// for kernel timing (`backend::op_name`); it is called only while timing is on.
+    /// for kernel timing ([`crate::ops::Op::cost`]); it is called only while timing is on.
     pub(super) fn record<D: bytemuck::Pod>(
         &mut self,
         spec: &'static KernelSpec,

@@ -1,11 +1,12 @@
 //! Launcher of `shaders/reduce.wgsl`: column sums (bias gradients), the metrics accumulator,
 //! and fill.
 
+use super::GpuBackend;
 use super::WG;
 use super::context::{KernelSpec, Shader};
-use super::{GpuBackend, check_len, distinct, expect_dtype};
 use crate::Result;
-use crate::backend::{ACC_LEN, Buf, DType, STATS_PER_ROW, op_name};
+use crate::ops::reduce::{ACC_LEN, STATS_PER_ROW};
+use crate::ops::{AccumulateStats, ColSum, Fill, Rules, SumSquares};
 
 static SHADER: Shader = Shader {
     name: "reduce.wgsl",
@@ -38,10 +39,18 @@ static FILL: KernelSpec = KernelSpec {
 };
 
 /// Columns per col_sum workgroup, as in the shader.
+static SUM_SQUARES: KernelSpec = KernelSpec {
+    label: "sum_squares",
+    shader: &SHADER,
+    entry: "sum_squares",
+    constants: &[],
+    storage: &[(1, true), (2, false)],
+};
+
 const COLS: usize = 64;
 
 #[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Dims {
     rows: u32,
     cols: u32,
@@ -52,18 +61,11 @@ struct Dims {
 }
 
 // a: (rows, cols) -> out: (cols,)
-pub(super) fn col_sum(
-    g: &mut GpuBackend,
-    a: Buf,
-    rows: usize,
-    cols: usize,
-    out: Buf,
-) -> Result<()> {
-    check_len("col_sum input", a, rows * cols)?;
-    check_len("col_sum output", out, cols)?;
-    expect_dtype("col_sum input", a, DType::F32);
-    expect_dtype("col_sum output", out, DType::F32);
-    distinct(out, &[a]);
+pub(super) fn col_sum(g: &mut GpuBackend, op: &ColSum) -> Result<()> {
+    let ColSum { a, rows, cols, out } = *op;
+    if cols == 0 {
+        return Ok(());
+    }
     let dims = Dims {
         rows: rows as u32,
         cols: cols as u32,
@@ -74,55 +76,59 @@ pub(super) fn col_sum(
     };
     // The kernel loops over column blocks beyond the grid.
     let groups = [g.tiles(cols.div_ceil(COLS)), 1, 1];
-    let name = || op_name::col_sum(rows, cols);
-    g.record(&COL_SUM, &[Some(a), Some(out)], &dims, groups, name)
+    g.record(&COL_SUM, &[Some(a), Some(out)], &dims, groups, || op.cost())
 }
 
-// stats: (rows, 2) -> acc: (3,) accumulated
-pub(super) fn accumulate_stats(
-    g: &mut GpuBackend,
-    stats: Buf,
-    rows: usize,
-    acc: Buf,
-) -> Result<()> {
-    check_len("stats", stats, rows * STATS_PER_ROW)?;
-    check_len("accumulator", acc, ACC_LEN)?;
-    expect_dtype("stats", stats, DType::F32);
-    expect_dtype("accumulator", acc, DType::F32);
-    distinct(acc, &[stats]);
+// stats: (rows, 2) -> acc: (2,) accumulated
+pub(super) fn accumulate_stats(g: &mut GpuBackend, op: &AccumulateStats) -> Result<()> {
     let dims = Dims {
-        rows: rows as u32,
+        rows: op.rows as u32,
         cols: STATS_PER_ROW as u32,
         n: ACC_LEN as u32,
-        src_off: stats.offset,
-        dst_off: acc.offset,
+        src_off: op.stats.offset,
+        dst_off: op.acc.offset,
         value: 0.0,
     };
     // One workgroup strides over all rows.
     g.record(
         &ACCUMULATE_STATS,
-        &[Some(stats), Some(acc)],
+        &[Some(op.stats), Some(op.acc)],
         &dims,
         [1, 1, 1],
-        || op_name::accumulate_stats(rows),
+        || op.cost(),
+    )
+}
+
+// x: (n,) -> out: (1,)
+pub(super) fn sum_squares(g: &mut GpuBackend, op: &SumSquares) -> Result<()> {
+    let dims = Dims {
+        rows: op.x.len,
+        src_off: op.x.offset,
+        dst_off: op.out.offset,
+        ..Dims::default()
+    };
+    // One workgroup strides over all elements.
+    g.record(
+        &SUM_SQUARES,
+        &[Some(op.x), Some(op.out)],
+        &dims,
+        [1, 1, 1],
+        || op.cost(),
     )
 }
 
 // dst: (n,)
-pub(super) fn fill(g: &mut GpuBackend, dst: Buf, value: f32) -> Result<()> {
-    expect_dtype("fill destination", dst, DType::F32);
-    let n = dst.len();
+pub(super) fn fill(g: &mut GpuBackend, op: &Fill) -> Result<()> {
+    let n = op.dst.len();
     if n == 0 {
         return Ok(());
     }
     let dims = Dims {
-        rows: 0,
-        cols: 0,
         n: n as u32,
-        src_off: 0,
-        dst_off: dst.offset,
-        value,
+        dst_off: op.dst.offset,
+        value: op.value,
+        ..Dims::default()
     };
     let groups = g.grid(n, WG)?;
-    g.record(&FILL, &[Some(dst)], &dims, groups, || op_name::fill(n))
+    g.record(&FILL, &[Some(op.dst)], &dims, groups, || op.cost())
 }

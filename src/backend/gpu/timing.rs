@@ -11,7 +11,7 @@
 use super::GpuBackend;
 use crate::Result;
 use crate::backend::KernelTime;
-use crate::backend::op_name::OpLabel;
+use crate::ops::OpLabel;
 
 /// Dispatches timed in one submission: each takes two of the query set's slots.
 pub(super) const MAX_TIMED: usize = (wgpu::QUERY_SET_MAX_QUERIES / 2) as usize;

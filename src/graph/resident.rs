@@ -1,21 +1,24 @@
-//! A data set uploaded to a backend once, with the index buffer that orders its rows.
+//! A data set uploaded to a backend once, with the index buffer that orders its rows: what a
+//! program's gather ops read.
 
 use crate::backend::{Backend, Buf, DType};
 use crate::data::{Dataset, Features, Targets};
-use crate::model::{ModelSpec, Network, Task};
+use crate::model::{ModelSpec, Task};
 use crate::{Error, Result};
 
 pub struct ResidentData {
+    /// Unique per upload: a program binds its ops to one data set at a time.
+    pub(crate) id: u64,
     pub rows: usize,
     /// (rows, inputs), U8 pixels or F32 values.
-    features: Buf,
-    /// Labels (rows,) U32, or targets (rows, outputs) F32.
-    targets: Buf,
+    pub(crate) features: Buf,
+    /// Labels (rows,) U32, or targets (rows, outputs) F32; `None` for inputs alone.
+    pub(crate) targets: Option<Buf>,
     /// The order rows are visited in, (rows,) U32: shuffled per epoch for training, the
     /// identity for evaluation.
     pub index: Buf,
     /// `input = a · feature + b`.
-    affine: (f32, f32),
+    pub(crate) affine: (f32, f32),
 }
 
 impl ResidentData {
@@ -31,19 +34,8 @@ impl ResidentData {
                 spec.inputs()
             )));
         }
-        let (features, affine) = match &data.features {
-            Features::U8(v) => {
-                let buf = b.alloc(DType::U8, v.len(), "data set pixels")?;
-                b.write_u8(buf, v)?;
-                (buf, spec.scale.affine())
-            }
-            Features::F32(v) => {
-                let buf = b.alloc(DType::F32, v.len(), "data set features")?;
-                b.write_f32(buf, v)?;
-                (buf, (1.0, 0.0))
-            }
-        };
-        let targets = match (&data.targets, spec.task) {
+        let (features, affine) = upload_features(b, &data.features, spec.scale.affine())?;
+        let targets = match (&data.targets, spec.task()) {
             (Targets::Classes { labels, .. }, Task::Classification) => {
                 let classes = spec.outputs().max(2);
                 if let Some(&bad) = labels.iter().find(|&&l| l as usize >= classes) {
@@ -71,9 +63,7 @@ impl ResidentData {
             (Targets::Classes { .. }, Task::Regression) => {
                 return Err(Error::Config(format!(
                     "the data has class labels; use a class loss (cross-entropy or bce), not {}",
-                    clap::ValueEnum::to_possible_value(&spec.loss)
-                        .map(|v| v.get_name().to_string())
-                        .unwrap_or_default()
+                    spec.loss.name()
                 )));
             }
             (Targets::Values { .. }, Task::Classification) => {
@@ -86,32 +76,67 @@ impl ResidentData {
         let identity: Vec<u32> = (0..data.rows as u32).collect();
         b.write_u32(index, &identity)?;
         Ok(ResidentData {
+            id: next_id(),
             rows: data.rows,
             features,
-            targets,
+            targets: Some(targets),
             index,
             affine,
         })
     }
+}
 
-    /// Assembles rows `start .. start + rows` of the current order into the network's input and
-    /// target buffers.
-    pub fn gather(
-        &self,
+impl ResidentData {
+    /// Uploads `rows` rows of inputs with no targets (for prediction), in their stored order;
+    /// `affine` scales byte features as [`crate::data::Scale::affine`] says.
+    pub fn inputs(
         b: &mut dyn Backend,
-        net: &Network,
-        start: usize,
+        features: &Features,
         rows: usize,
-    ) -> Result<()> {
-        let idx = self.index.slice(start, rows);
-        let inputs = net.spec.inputs();
-        b.gather_rows(self.features, idx, rows, inputs, self.affine, net.input)?;
-        match net.spec.task {
-            Task::Classification => b.gather_labels(self.targets, idx, rows, net.targets),
-            Task::Regression => {
-                let outs = net.spec.outputs();
-                b.gather_rows(self.targets, idx, rows, outs, (1.0, 0.0), net.targets)
-            }
+        affine: (f32, f32),
+    ) -> Result<ResidentData> {
+        if rows == 0 {
+            return Err(Error::Dataset("no inputs to predict".into()));
         }
+        let (features, affine) = upload_features(b, features, affine)?;
+        let index = b.alloc(DType::U32, rows, "row order")?;
+        let identity: Vec<u32> = (0..rows as u32).collect();
+        b.write_u32(index, &identity)?;
+        Ok(ResidentData {
+            id: next_id(),
+            rows,
+            features,
+            targets: None,
+            index,
+            affine,
+        })
     }
+}
+
+/// Uploads features; byte pixels are scaled by `affine` when gathered, floats are used as
+/// they are.
+fn upload_features(
+    b: &mut dyn Backend,
+    features: &Features,
+    affine: (f32, f32),
+) -> Result<(Buf, (f32, f32))> {
+    Ok(match features {
+        Features::U8(v) => {
+            let buf = b.alloc(DType::U8, v.len(), "data set pixels")?;
+            b.write_u8(buf, v)?;
+            (buf, affine)
+        }
+        Features::F32(v) => {
+            let buf = b.alloc(DType::F32, v.len(), "data set features")?;
+            b.write_f32(buf, v)?;
+            (buf, (1.0, 0.0))
+        }
+    })
+}
+
+/// A fresh data-set id.
+fn next_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }

@@ -1,0 +1,139 @@
+//! What runs beside training: progress displays, early stopping, saving the best model, and any
+//! callback of the user's, which sees the trainer and may stop it, change its learning rate or
+//! save it.
+
+use super::{EpochReport, Metrics, Trainer};
+use crate::Result;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What a callback wants after an epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    /// End training after this epoch.
+    Stop,
+}
+
+/// Receives training's progress. Every method has a default that does nothing.
+///
+/// ```
+/// use wgtrain::train::{Callback, Control, EpochReport, Trainer};
+///
+/// /// Halves the learning rate every 5 epochs.
+/// struct Halve;
+/// impl Callback for Halve {
+///     fn epoch_end(&mut self, t: &mut Trainer, r: &EpochReport) -> wgtrain::Result<Control> {
+///         if r.epoch % 5 == 0 {
+///             t.optimizer.lr /= 2.0;
+///         }
+///         Ok(Control::Continue)
+///     }
+/// }
+/// ```
+pub trait Callback {
+    fn epoch_start(&mut self, _epoch: usize, _rows: usize) {}
+    /// `rows_done` rows of the epoch are done; `live` is the running metrics when they were
+    /// read at this step (see [`Callback::refresh`]).
+    fn step(&mut self, _rows_done: usize, _live: Option<Metrics>) {}
+    /// After each epoch's evaluation, with the trainer: change its learning rate, save its
+    /// model, or stop.
+    fn epoch_end(&mut self, _trainer: &mut Trainer, _report: &EpochReport) -> Result<Control> {
+        Ok(Control::Continue)
+    }
+    /// How often running metrics are read back (each read waits for the device); never by
+    /// default.
+    fn refresh(&self) -> Duration {
+        Duration::MAX
+    }
+    /// Asked after every step and before every epoch: stop there (the trainer is then at a
+    /// consistent point that [`crate::train::Progress`] describes, ready for a checkpoint).
+    fn should_stop(&self) -> bool {
+        false
+    }
+}
+
+/// A callback that does nothing.
+pub struct Silent;
+impl Callback for Silent {}
+
+/// The figure early stopping and save-best watch: the validation loss where there is a
+/// validation set, else the test loss, else the training loss.
+fn watched(r: &EpochReport) -> f64 {
+    r.val.or(r.test).map(|m| m.loss).unwrap_or(r.train_loss)
+}
+
+/// Stops training when the watched loss (validation, else test, else training) has not
+/// improved for `patience` epochs.
+#[derive(Clone, Debug)]
+pub struct EarlyStopping {
+    pub patience: usize,
+    best: f64,
+    since_best: usize,
+}
+
+impl EarlyStopping {
+    pub fn new(patience: usize) -> EarlyStopping {
+        EarlyStopping {
+            patience,
+            best: f64::INFINITY,
+            since_best: 0,
+        }
+    }
+
+    /// The best watched loss so far.
+    pub fn best(&self) -> f64 {
+        self.best
+    }
+}
+
+impl Callback for EarlyStopping {
+    fn epoch_end(&mut self, _: &mut Trainer, r: &EpochReport) -> Result<Control> {
+        let loss = watched(r);
+        if loss < self.best {
+            self.best = loss;
+            self.since_best = 0;
+        } else {
+            self.since_best += 1;
+        }
+        Ok(if self.since_best >= self.patience {
+            Control::Stop
+        } else {
+            Control::Continue
+        })
+    }
+}
+
+/// Saves the model to `path` whenever the watched loss (validation, else test, else training)
+/// improves.
+#[derive(Clone, Debug)]
+pub struct SaveBest {
+    pub path: PathBuf,
+    best: f64,
+    /// The epoch of the model on disk.
+    pub saved_epoch: Option<usize>,
+}
+
+impl SaveBest {
+    pub fn new(path: impl Into<PathBuf>) -> SaveBest {
+        SaveBest {
+            path: path.into(),
+            best: f64::INFINITY,
+            saved_epoch: None,
+        }
+    }
+}
+
+impl Callback for SaveBest {
+    fn epoch_end(&mut self, t: &mut Trainer, r: &EpochReport) -> Result<Control> {
+        let loss = watched(r);
+        if loss < self.best {
+            self.best = loss;
+            // Never a model that cannot predict.
+            let params = t.finite_params(r.epoch)?;
+            crate::store::save_model(&self.path, t.spec(), &params)?;
+            self.saved_epoch = Some(r.epoch);
+        }
+        Ok(Control::Continue)
+    }
+}
