@@ -16,6 +16,7 @@ use wgtrain::backend::Backend;
 use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::backend::gpu::GpuBackend;
 use wgtrain::data::{Dataset, Features, Targets};
+use wgtrain::graph::PlanOptions;
 use wgtrain::model::{Activation, LossKind, ModelSpec};
 use wgtrain::optim::{OptimizerConfig, OptimizerKind, Regularization, Schedule};
 use wgtrain::rng::Rng;
@@ -491,4 +492,92 @@ fn a_training_step_creates_nothing_and_moves_only_uniform_blocks() {
     // it). Every other op repeats its shapes.
     let blocks = after.uniform_blocks_written - before.uniform_blocks_written;
     assert_eq!(blocks, 3 * 4, "uniform blocks written in 3 steps");
+}
+
+/// The same steps with the fusion pass on and off agree on the GPU (on the CPU they agree bit
+/// for bit: tests/gradcheck.rs), dropout, penalties and a partial batch included.
+#[test]
+fn fused_and_unfused_steps_agree_on_the_gpu() {
+    let Some(gpu) = gpu() else { return };
+    let spec = mlp(
+        64,
+        &[32, 16],
+        10,
+        Activation::Tanh,
+        0.25,
+        LossKind::SoftmaxCrossEntropy,
+    );
+    let reg = Regularization {
+        l1_weights: 1e-4,
+        l2_biases: 1e-3,
+        ..Regularization::default()
+    };
+    let make = |b: GpuBackend, fuse: bool| {
+        let adam = optimizer(OptimizerKind::Adam);
+        let mut t = Trainer::from_spec(Box::new(b), spec.clone(), 16, adam, 5)
+            .unwrap()
+            .with_regularization(reg)
+            .unwrap();
+        t.set_plan_options(PlanOptions { fuse });
+        t
+    };
+    let (mut f, mut u) = (make(gpu.share_device(), true), make(gpu, false));
+    let data = tiny_digits(40, 3);
+    let (fd, ud) = (f.upload(&data).unwrap(), u.upload(&data).unwrap());
+    f.shuffle(&fd).unwrap();
+    u.shuffle(&ud).unwrap();
+    for start in [0, 16, 32] {
+        let rows = 16.min(40 - start);
+        f.step(&fd, start, rows).unwrap();
+        u.step(&ud, start, rows).unwrap();
+    }
+    assert_weights(
+        "fused vs unfused",
+        &f.params().unwrap(),
+        &u.params().unwrap(),
+    );
+    let (a, b) = (f.read_acc().unwrap(), u.read_acc().unwrap());
+    assert!(close(a[0] as f64, b[0] as f64, LOSS_REL), "{a:?} vs {b:?}");
+    let (fm, um) = (f.evaluate(&fd).unwrap(), u.evaluate(&ud).unwrap());
+    assert_metrics("fused vs unfused evaluation", fm, um, true);
+}
+
+/// A handful of random layer sequences (stacked activations, dropout and activations at either
+/// end, every loss but MAE) train the same on the GPU as on the CPU.
+#[test]
+fn random_layer_sequences_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(77);
+    for _ in 0..6 {
+        let spec = common::random_spec(&mut rng);
+        let rows = 7;
+        let x: Vec<f32> = (0..rows * spec.inputs())
+            .map(|_| rng.normal() as f32)
+            .collect();
+        let targets = if spec.loss.is_classification() {
+            let classes = spec.outputs().max(2);
+            Targets::Classes {
+                labels: (0..rows).map(|_| rng.below(classes) as u32).collect(),
+                num_classes: classes,
+            }
+        } else {
+            Targets::Values {
+                values: (0..rows * spec.outputs())
+                    .map(|_| rng.normal() as f32)
+                    .collect(),
+                dim: spec.outputs(),
+            }
+        };
+        let data = Dataset::new(Features::F32(x), rows, spec.inputs(), targets).unwrap();
+        run(Case {
+            name: "random sequence",
+            spec,
+            optimizer: optimizer(OptimizerKind::Adam),
+            regularization: Regularization::default(),
+            data,
+            batch: 3,
+            epochs: 2,
+        });
+    }
+    drop(gpu);
 }

@@ -13,6 +13,8 @@
 //! the whole-model checks assert that margin on their hidden pre-activations, computed by an
 //! independent f64 forward pass that also checks the backend's loss values.
 
+mod common;
+
 use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::backend::{Backend, Buf, DType};
 use wgtrain::data::{Dataset, Features, Targets as DataTargets};
@@ -862,80 +864,12 @@ fn stacked_activations_get_their_own_derivatives() {
 // ---------------------------------------------------------------------------------------------
 // Random layer sequences: any sequence the spec accepts trains correctly.
 
-/// A random valid sequence: 1-3 Dense layers, each followed by 0-2 activations (any, stacked)
-/// and maybe dropout; maybe an activation or dropout before the first Dense layer, and maybe
-/// an activation or dropout after the last; a random loss (not MAE, whose kinks are at every
-/// target).
-fn random_spec(rng: &mut Rng) -> ModelSpec {
-    loop {
-        // Cross-entropy over a single output is refused: draw again.
-        if let Ok(spec) = random_sequence(rng) {
-            return spec;
-        }
-    }
-}
-
-fn random_sequence(rng: &mut Rng) -> wgtrain::Result<ModelSpec> {
-    let acts = [
-        Activation::Relu,
-        Activation::LeakyRelu,
-        Activation::Sigmoid,
-        Activation::Tanh,
-        Activation::Softmax,
-        Activation::Linear,
-    ];
-    let act = |rng: &mut Rng| Layer::Activation {
-        activation: acts[rng.below(acts.len())],
-    };
-    let dropout = |rng: &mut Rng| Layer::Dropout {
-        p: [0.2, 0.5][rng.below(2)],
-    };
-    let inputs = 1 + rng.below(4);
-    let mut layers = Vec::new();
-    match rng.below(4) {
-        0 => layers.push(act(rng)),
-        1 => layers.push(dropout(rng)),
-        _ => {}
-    }
-    let dense = 1 + rng.below(3);
-    let mut width = inputs;
-    for d in 0..dense {
-        let outputs = 1 + rng.below(4);
-        layers.push(Layer::Dense {
-            inputs: width,
-            outputs,
-        });
-        width = outputs;
-        if d + 1 < dense {
-            for _ in 0..rng.below(3) {
-                layers.push(act(rng));
-            }
-            if rng.below(3) == 0 {
-                layers.push(dropout(rng));
-            }
-        }
-    }
-    match rng.below(4) {
-        0 => layers.push(act(rng)),
-        1 => layers.push(dropout(rng)),
-        _ => {}
-    }
-    let loss = [
-        LossKind::SoftmaxCrossEntropy,
-        LossKind::SigmoidBce,
-        LossKind::Mse,
-    ][rng.below(3)];
-    let mut spec = dense_spec(layers, inputs);
-    spec.loss = loss;
-    spec.validate()?;
-    Ok(spec)
-}
-
 /// Random valid sequences pass finite-difference gradient checks, and their fused and unfused
 /// plans give bitwise-equal losses and gradients on the CPU. Draws whose ReLU inputs come
 /// within two steps of the kink are redrawn (the check needs a smooth loss).
 #[test]
 fn random_layer_sequences_pass_gradient_checks() {
+    use common::random_spec;
     let mut rng = Rng::new(2026);
     let mut checked = 0;
     let mut seed = 0;

@@ -100,6 +100,12 @@ pub trait Backend {
     /// check their ops when they are built, [`crate::ops::run`] checks one made by hand.
     fn run(&mut self, op: &Op) -> Result<()>;
 
+    /// Kernel launches recorded so far, where the backend launches kernels (the GPU); `None`
+    /// on the CPU, which runs each op as a function call.
+    fn dispatches(&self) -> Option<u64> {
+        None
+    }
+
     /// Starts timing each kernel on the device (GPU timestamp queries) from the next op on.
     /// Returns false, and changes nothing, where the backend or adapter cannot.
     fn start_kernel_timing(&mut self) -> bool {

@@ -176,6 +176,28 @@ pub fn train_throughput(
     Ok((Spread::rate(secs, data.rows as f64), secs))
 }
 
+/// Kernel launches per training step of the standard model at `batch` (on the GPU, counted as
+/// they are recorded), or where the backend launches none (the CPU) the ops of the step's
+/// compiled plan.
+pub fn dispatches_per_step(backend: Box<dyn Backend>, data: &Dataset, batch: usize) -> Result<f64> {
+    let mut t = standard_trainer(backend, batch)?;
+    let d = t.upload(data)?;
+    t.shuffle(&d)?;
+    let steps = (d.rows / batch).clamp(1, 8);
+    // The first step compiles the plan (and on some drivers the shaders).
+    t.step(&d, 0, batch.min(d.rows))?;
+    t.backend().sync()?;
+    let Some(before) = t.backend().dispatches() else {
+        return Ok(t.plan(batch.min(d.rows)).ops.len() as f64);
+    };
+    for s in 0..steps {
+        t.step(&d, s * batch, batch.min(d.rows))?;
+    }
+    t.backend().sync()?;
+    let after = t.backend().dispatches().unwrap_or(before);
+    Ok((after - before) as f64 / steps as f64)
+}
+
 /// Samples per second of forward passes over `data` (evaluation, batch 1024).
 pub fn infer_throughput(backend: Box<dyn Backend>, data: &Dataset, r: Repeats) -> Result<Spread> {
     let mut t = standard_trainer(backend, 1024)?;

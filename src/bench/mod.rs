@@ -94,6 +94,17 @@ pub fn measure_backend(
     figs.push(fig("bandwidth x*=m 16Mi".into(), "GB/s", bw));
     drop(b);
 
+    log(&format!("{name}: dispatches per step"));
+    let per_step = figures::dispatches_per_step(make()?, data, 128)?;
+    figs.push(fig(
+        "dispatches per step b128".into(),
+        "count",
+        Spread {
+            median: per_step,
+            min: per_step,
+            max: per_step,
+        },
+    ));
     let train_flops = train_flops_per_row(&STANDARD);
     for &batch in &plan.batches {
         log(&format!("{name}: training, batch {batch}"));

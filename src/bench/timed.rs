@@ -88,6 +88,9 @@ impl Backend for Timed {
     fn sync(&mut self) -> Result<()> {
         self.inner.sync()
     }
+    fn dispatches(&self) -> Option<u64> {
+        self.inner.dispatches()
+    }
     // Fused ops are timed as one op under the fused name, as the GPU's timestamps see them.
     fn run(&mut self, op: &Op) -> Result<()> {
         self.time(op.cost(), |b| b.run(op))

@@ -4,6 +4,7 @@
 mod bench;
 mod devices;
 mod eval;
+mod plan;
 mod plot;
 mod predict;
 mod progress;
@@ -40,6 +41,11 @@ pub enum Command {
     /// Images of any size and colour mode are converted to grayscale, resized to the model's
     /// input and scaled as its training data was. Regression models print their outputs.
     Predict(predict::PredictArgs),
+    /// Print the ops a training (or evaluation, or prediction) step runs, as compiled.
+    ///
+    /// One line per op: its name and shape, what it reads and what it writes. The default
+    /// model is the standard 784-256-128-10 MLP; --model prints a saved model's.
+    Plan(plan::PlanArgs),
     /// Draw a metrics file from `train --metrics` as loss and accuracy curves (PNG).
     Plot(plot::PlotArgs),
     /// Measure each backend side by side: matmul GFLOP/s, bandwidth, a training step's
@@ -61,6 +67,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Train(args) => train::run(*args, &sub),
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Devices(args) => devices::run(args),

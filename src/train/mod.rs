@@ -178,6 +178,13 @@ impl Trainer {
         Ok(self)
     }
 
+    /// Whether plans fuse ops ([`crate::graph::fuse`]), for the model's plans and the
+    /// trainer's.
+    pub fn set_plan_options(&mut self, options: crate::graph::PlanOptions) {
+        self.model.set_plan_options(options);
+        self.train = None;
+    }
+
     pub fn regularization(&self) -> Regularization {
         self.regularization
     }

@@ -69,3 +69,73 @@ pub fn gpu() -> Option<wgtrain::backend::gpu::GpuBackend> {
         }
     }
 }
+
+/// A random valid sequence: 1-3 Dense layers, each followed by 0-2 activations (any, stacked)
+/// and maybe dropout; maybe an activation or dropout before the first Dense layer, and maybe
+/// an activation or dropout after the last; a random loss (not MAE, whose kinks are at every
+/// target).
+pub fn random_spec(rng: &mut wgtrain::rng::Rng) -> wgtrain::model::ModelSpec {
+    loop {
+        // Cross-entropy over a single output is refused: draw again.
+        if let Ok(spec) = random_sequence(rng) {
+            return spec;
+        }
+    }
+}
+
+fn random_sequence(rng: &mut wgtrain::rng::Rng) -> wgtrain::Result<wgtrain::model::ModelSpec> {
+    use wgtrain::model::{Activation, Layer, LossKind, ModelSpec};
+    let acts = [
+        Activation::Relu,
+        Activation::LeakyRelu,
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Softmax,
+        Activation::Linear,
+    ];
+    let act = |rng: &mut wgtrain::rng::Rng| Layer::Activation {
+        activation: acts[rng.below(acts.len())],
+    };
+    let dropout = |rng: &mut wgtrain::rng::Rng| Layer::Dropout {
+        p: [0.2, 0.5][rng.below(2)],
+    };
+    let inputs = 1 + rng.below(4);
+    let mut layers = Vec::new();
+    match rng.below(4) {
+        0 => layers.push(act(rng)),
+        1 => layers.push(dropout(rng)),
+        _ => {}
+    }
+    let dense = 1 + rng.below(3);
+    let mut width = inputs;
+    for d in 0..dense {
+        let outputs = 1 + rng.below(4);
+        layers.push(Layer::Dense {
+            inputs: width,
+            outputs,
+        });
+        width = outputs;
+        if d + 1 < dense {
+            for _ in 0..rng.below(3) {
+                layers.push(act(rng));
+            }
+            if rng.below(3) == 0 {
+                layers.push(dropout(rng));
+            }
+        }
+    }
+    match rng.below(4) {
+        0 => layers.push(act(rng)),
+        1 => layers.push(dropout(rng)),
+        _ => {}
+    }
+    let loss = [
+        LossKind::SoftmaxCrossEntropy,
+        LossKind::SigmoidBce,
+        LossKind::Mse,
+    ][rng.below(3)];
+    let mut spec = ModelSpec::mlp(inputs, &[], 1, Activation::Linear, 0.0, loss)?;
+    spec.layers = layers;
+    spec.validate()?;
+    Ok(spec)
+}

@@ -70,7 +70,7 @@ pub(crate) struct Context {
     errors: Arc<Mutex<Option<String>>>,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     kernels: Mutex<HashMap<&'static str, Arc<Kernel>>>,
-    traffic: [AtomicU64; 6],
+    traffic: [AtomicU64; 7],
 }
 
 /// What the backends on one device have created and moved since it was opened: tests use it to
@@ -85,6 +85,8 @@ pub struct Traffic {
     pub submissions: u64,
     /// One per submission with work, one per dispatch while kernel timing is on.
     pub compute_passes: u64,
+    /// Kernel launches recorded.
+    pub dispatches: u64,
 }
 
 /// Indices into `Context::traffic`.
@@ -96,6 +98,7 @@ pub(crate) enum Count {
     BytesRead,
     Submissions,
     ComputePasses,
+    Dispatches,
 }
 
 /// Features used where the adapter has them and done without elsewhere. Timestamp queries
@@ -234,6 +237,7 @@ impl Context {
             bytes_read: get(Count::BytesRead),
             submissions: get(Count::Submissions),
             compute_passes: get(Count::ComputePasses),
+            dispatches: get(Count::Dispatches),
         }
     }
 

@@ -194,6 +194,10 @@ impl Backend for GpuBackend {
         }
     }
 
+    fn dispatches(&self) -> Option<u64> {
+        Some(self.ctx.traffic().dispatches)
+    }
+
     fn start_kernel_timing(&mut self) -> bool {
         self.start_timing()
     }

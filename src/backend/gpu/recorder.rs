@@ -433,6 +433,7 @@ impl GpuBackend {
                 bg
             }
         };
+        self.ctx.count(Count::Dispatches, 1);
         self.rec.pending.push(Dispatch {
             kernel,
             bind_group,
