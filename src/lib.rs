@@ -6,7 +6,10 @@
 //! curves; [`cli`] is the command line.
 
 pub mod backend;
+#[cfg(feature = "cli")]
 pub mod bench;
+#[doc(hidden)]
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod data;
 pub mod error;

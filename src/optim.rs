@@ -7,13 +7,17 @@ use crate::ops::UpdateParams;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+/// An optimizer's update rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// Stochastic gradient descent with optional (Nesterov) momentum.
     Sgd,
+    /// Per-parameter rates from the sum of squared gradients.
     Adagrad,
+    /// Per-parameter rates from a moving average of squared gradients.
     Rmsprop,
+    /// Adam: moving averages of the gradient and its square, bias-corrected.
     Adam,
     /// Adam with decoupled weight decay.
     Adamw,

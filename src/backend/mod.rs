@@ -121,12 +121,14 @@ pub trait Backend {
 }
 
 /// Which backend to use, as chosen on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     /// The GPU when an adapter exists, else the CPU (with a notice).
     Auto,
+    /// The GPU backend, or an error where there is no adapter.
     Gpu,
+    /// The CPU reference backend.
     Cpu,
 }
 

@@ -9,6 +9,7 @@ mod plot;
 mod predict;
 mod progress;
 mod train;
+mod values;
 
 use crate::backend::{self, Backend, BackendChoice};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};

@@ -7,12 +7,17 @@ use serde::{Deserialize, Serialize};
 /// Slope of LeakyReLU for negative inputs.
 pub const LEAKY_SLOPE: f32 = 0.01;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+/// An activation function, applied elementwise (softmax: row-wise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Activation {
+    /// `max(x, 0)`.
     Relu,
+    /// `x` for `x > 0`, else `0.01·x` ([`LEAKY_SLOPE`]).
     LeakyRelu,
+    /// `1 / (1 + e^-x)`.
     Sigmoid,
+    /// `tanh(x)`.
     Tanh,
     /// Row-wise softmax.
     Softmax,
@@ -27,15 +32,14 @@ impl Activation {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+/// The loss a model is trained with, which also fixes its output activation and its task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LossKind {
     /// Softmax output fused with categorical cross-entropy.
-    #[value(name = "cross-entropy", alias = "ce", alias = "softmax-ce")]
     #[serde(rename = "cross-entropy")]
     SoftmaxCrossEntropy,
     /// Sigmoid output fused with binary cross-entropy (one-vs-all for several classes).
-    #[value(name = "bce", alias = "binary-cross-entropy")]
     #[serde(rename = "bce")]
     SigmoidBce,
     /// Mean squared error on a linear output.
