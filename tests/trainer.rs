@@ -302,3 +302,120 @@ fn predict_keeps_the_data_order_after_training() {
     }
     assert_eq!(t.model_mut().outputs(&resident).unwrap(), want);
 }
+
+/// Stops training after `steps` steps, as Ctrl-C does (the CLI's handler sets a flag that
+/// `should_stop` reads after every step).
+struct StopAfter {
+    steps: usize,
+    seen: usize,
+}
+
+impl wgtrain::train::Callback for StopAfter {
+    fn step(&mut self, _: usize, _: Option<wgtrain::train::Metrics>) {
+        self.seen += 1;
+    }
+    fn should_stop(&self) -> bool {
+        self.seen >= self.steps
+    }
+}
+
+/// Resuming from a checkpoint written where training was stopped (mid-epoch, or after an
+/// epoch's last step but before its evaluation) gives bitwise the weights and losses of the
+/// uninterrupted run on the CPU: dropout masks, shuffles, the learning-rate schedule and the
+/// epoch's partial metrics all continue where they were.
+#[test]
+fn resuming_where_training_stopped_is_bitwise_exact() {
+    use wgtrain::model::Model;
+    use wgtrain::optim::Schedule;
+    use wgtrain::store::{
+        Checkpoint, CheckpointMeta, SavedModel, load_checkpoint, save_checkpoint,
+    };
+
+    let data = blobs(100, 8);
+    let spec = ModelSpec::mlp(
+        2,
+        &[12, 8],
+        3,
+        Activation::Relu,
+        0.3,
+        LossKind::SoftmaxCrossEntropy,
+    )
+    .unwrap();
+    let opt = OptimizerConfig {
+        schedule: Schedule::InverseTime { decay: 0.01 },
+        ..adam(0.01)
+    };
+    // 100 rows in batches of 16: 7 steps per epoch, the last of 4 rows.
+    let mut whole = trainer(spec.clone(), 16, opt.clone(), 5);
+    let resident = whole.upload(&data).unwrap();
+    let want = run_epochs(&mut whole, &resident, 3);
+    let want_params = whole.params().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    for stop_at in [10, 7, 1] {
+        let mut t = trainer(spec.clone(), 16, opt.clone(), 5);
+        let resident = t.upload(&data).unwrap();
+        let run = RunData {
+            train: &resident,
+            val: None,
+            test: None,
+        };
+        let mut stop = StopAfter {
+            steps: stop_at,
+            seen: 0,
+        };
+        let before = fit(&mut t, run, 3, &mut [&mut stop]).unwrap();
+        assert_eq!(t.progress.step, stop_at as u64);
+        // What the CLI writes on Ctrl-C.
+        let path = dir.path().join(format!("stop{stop_at}.safetensors"));
+        let (state1, state2) = t.optimizer_state().unwrap();
+        let checkpoint = Checkpoint {
+            model: SavedModel {
+                spec: spec.clone(),
+                params: t.params().unwrap(),
+            },
+            state1,
+            state2,
+            meta: CheckpointMeta {
+                progress: t.progress.clone(),
+                optimizer: t.optimizer.clone(),
+                regularization: t.regularization(),
+                batch_size: 16,
+                run: serde_json::Value::Null,
+                history: before.clone(),
+            },
+        };
+        save_checkpoint(&path, &checkpoint).unwrap();
+        drop(t);
+
+        let c = load_checkpoint(&path).unwrap();
+        let model = Model::with_params(
+            Box::new(CpuBackend::new()),
+            c.model.spec.clone(),
+            &c.model.params,
+        )
+        .unwrap();
+        let mut t = Trainer::new(model, c.meta.batch_size, c.meta.optimizer.clone(), 5).unwrap();
+        t.restore(
+            &c.model.params,
+            &c.state1,
+            &c.state2,
+            c.meta.progress.clone(),
+        )
+        .unwrap();
+        let resident = t.upload(&data).unwrap();
+        let after = run_epochs(&mut t, &resident, 3);
+        let got: Vec<u64> = before
+            .iter()
+            .chain(&after)
+            .map(|r| r.train_loss.to_bits())
+            .collect();
+        let expected: Vec<u64> = want.iter().map(|r| r.train_loss.to_bits()).collect();
+        assert_eq!(got, expected, "losses, stopped after step {stop_at}");
+        assert_eq!(
+            t.params().unwrap(),
+            want_params,
+            "weights, stopped after step {stop_at}"
+        );
+    }
+}
