@@ -98,6 +98,15 @@ impl OptimizerConfig {
         finite_nonneg("--decay", self.decay)?;
         finite_nonneg("--weight-decay", self.weight_decay)?;
         finite_nonneg("--eps", self.eps)?;
+        // As in PyTorch: Nesterov's look-ahead needs momentum to look ahead with, and without
+        // it the update would silently be plain SGD.
+        if self.nesterov && self.momentum == 0.0 {
+            return Err(Error::Config(
+                "--nesterov needs momentum, but --momentum is 0; give a momentum such as 0.9, \
+                 or drop --nesterov"
+                    .into(),
+            ));
+        }
         for (name, v) in [
             ("--momentum", self.momentum),
             ("--beta1", self.beta1),

@@ -721,6 +721,198 @@ fn output_path_unwritable() {
     );
 }
 
+/// Runs `wgtrain ARGS` (any command) in `w` and checks it is refused at once with one
+/// `error:` line holding every fragment.
+#[track_caller]
+fn refused(w: &Work, args: &[&str], env: &[(&str, &str)], fragments: &[&str]) -> String {
+    let t = Instant::now();
+    let out = w.run(args, env);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "wgtrain {args:?}\nstderr:\n{err}"
+    );
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for f in fragments {
+        assert!(err.contains(f), "stderr lacks {f:?}:\n{err}");
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "refused only after {:?}",
+        t.elapsed()
+    );
+    err
+}
+
+/// Optimizer flags the chosen optimizer would ignore are refused, not accepted and dropped;
+/// so is Nesterov momentum without momentum, which would silently be plain SGD.
+#[test]
+fn optimizer_flags_the_optimizer_ignores() {
+    let w = Work::new();
+    w.fails(
+        &["--optimizer", "adam", "--momentum", "0.5"],
+        1,
+        &["--momentum applies only to --optimizer sgd", "uses adam"],
+    );
+    // Adam is the default optimizer.
+    w.fails(
+        &["--nesterov"],
+        1,
+        &["--nesterov applies only to --optimizer sgd", "uses adam"],
+    );
+    w.fails(
+        &["--optimizer", "rmsprop", "--weight-decay", "0.1"],
+        1,
+        &[
+            "--weight-decay applies only to --optimizer adamw",
+            "uses rmsprop",
+        ],
+    );
+    w.fails(
+        &["--optimizer", "sgd", "--nesterov", "--momentum", "0"],
+        1,
+        &["--nesterov needs momentum", "--momentum is 0"],
+    );
+}
+
+/// `--scale` maps image pixels; real-valued features are used as they are.
+#[test]
+fn scale_on_real_valued_data() {
+    Work::new().fails(
+        &["--data", "spiral", "--scale", "minus-one-one"],
+        1,
+        &[
+            "--scale scales image pixels",
+            "spiral has real-valued features",
+        ],
+    );
+}
+
+/// `--adapter` picks a GPU, so with `--backend cpu` it is refused, in every command that has
+/// both; WGTRAIN_ADAPTER, set once for every run, is no such request.
+#[test]
+fn adapter_with_the_cpu_backend() {
+    let w = Work::new();
+    w.fails(
+        &["--backend", "cpu", "--adapter", "0"],
+        1,
+        &["--adapter picks a GPU but --backend cpu runs on the CPU"],
+    );
+    refused(
+        &w,
+        &["bench", "--backend", "cpu", "--adapter", "0"],
+        &[],
+        &["--adapter picks a GPU"],
+    );
+    let spiral = [
+        "train",
+        "--backend",
+        "cpu",
+        "--data",
+        "spiral",
+        "--hidden",
+        "4",
+        "--epochs",
+        "1",
+        "--quiet",
+    ];
+    let out = w.run(&spiral, &[("WGTRAIN_ADAPTER", "0")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `bench --quick` times one epoch, so an `--epochs` beside it would be ignored.
+#[test]
+fn bench_epochs_with_quick() {
+    refused(
+        &Work::new(),
+        &["bench", "--backend", "cpu", "--quick", "--epochs", "2"],
+        &[],
+        &["--epochs has no effect with --quick"],
+    );
+}
+
+/// Two outputs naming one file would have one write destroy the other: the model saved over
+/// the checkpoint, or over the checkpoint being resumed.
+#[test]
+fn save_and_checkpoint_naming_one_file() {
+    let w = Work::new();
+    w.good_idx_dir("d");
+    let train = [
+        "train",
+        "--backend",
+        "cpu",
+        "--data",
+        "d",
+        "--hidden",
+        "4",
+        "--quiet",
+    ];
+    let with =
+        |extra: &[&'static str]| -> Vec<&str> { train.iter().chain(extra).copied().collect() };
+    refused(
+        &w,
+        &with(&["--save", "m.safetensors", "--checkpoint", "./m.safetensors"]),
+        &[],
+        &[
+            "--save and --checkpoint both name m.safetensors",
+            "give each its own file",
+        ],
+    );
+    assert!(!w.path("m.safetensors").exists());
+    w.checkpoint("d", "ck.safetensors");
+    let ck = w.read("ck.safetensors");
+    refused(
+        &w,
+        &with(&[
+            "--resume",
+            "ck.safetensors",
+            "--epochs",
+            "2",
+            "--save",
+            "ck.safetensors",
+        ]),
+        &[],
+        &["--save and --resume", "both name ck.safetensors"],
+    );
+    refused(
+        &w,
+        &with(&[
+            "--resume",
+            "ck.safetensors",
+            "--checkpoint",
+            "c2.safetensors",
+            "--save",
+            "ck.safetensors",
+        ]),
+        &[],
+        &["--save and --resume both name ck.safetensors"],
+    );
+    assert_eq!(w.read("ck.safetensors"), ck);
+    // Checkpoints written back to the file resumed from are what resuming normally does.
+    let out = w.run(
+        &with(&[
+            "--resume",
+            "ck.safetensors",
+            "--epochs",
+            "2",
+            "--checkpoint",
+            "ck.safetensors",
+        ]),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Saved models and checkpoints
 

@@ -3,7 +3,7 @@
 use super::progress::Console;
 use crate::Error;
 use crate::backend::BackendChoice;
-use crate::data::{self, DataSource, Scale, Splits, Targets};
+use crate::data::{self, DataSource, Features, Scale, Splits, Targets};
 use crate::model::{Activation, Layer, LossKind, ModelSpec, Task};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::report::{check_metrics_path, rows_from_history, write_metrics};
@@ -275,12 +275,32 @@ impl Settings {
         o.decay = self.decay;
         if self.optimizer == OptimizerKind::Sgd {
             o.momentum = self.momentum;
+            o.nesterov = self.nesterov;
         }
-        o.nesterov = self.nesterov;
         if self.optimizer == OptimizerKind::Adamw {
             o.weight_decay = self.weight_decay;
         }
         o
+    }
+
+    /// Refuses optimizer flags the user gave that this run's optimizer would ignore.
+    fn refuse_ignored(&self, m: &ArgMatches) -> anyhow::Result<()> {
+        let optimizer = value_name(&self.optimizer);
+        if self.optimizer != OptimizerKind::Sgd {
+            for flag in ["momentum", "nesterov"] {
+                if super::given(m, flag) {
+                    bail!(
+                        "--{flag} applies only to --optimizer sgd, and this run uses {optimizer}; drop --{flag} or use --optimizer sgd"
+                    );
+                }
+            }
+        }
+        if self.optimizer != OptimizerKind::Adamw && super::given(m, "weight_decay") {
+            bail!(
+                "--weight-decay applies only to --optimizer adamw, and this run uses {optimizer}; drop it or use --optimizer adamw (--l2 penalises weights with any optimizer)"
+            );
+        }
+        Ok(())
     }
 
     fn regularization(&self) -> Regularization {
@@ -328,6 +348,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         }
         None => Settings::from_args(&args),
     };
+    settings.refuse_ignored(matches)?;
     settings.validate()?;
     if let Some(p) = &args.metrics {
         check_metrics_path(p)?;
@@ -354,6 +375,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             args.checkpoint_every
                 .map(|_| PathBuf::from(DEFAULT_CHECKPOINT))
         });
+    refuse_shared_files(&args, checkpoint_path.as_deref())?;
 
     let source = DataSource::parse(&settings.data);
     let Splits {
@@ -362,6 +384,11 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         test,
         class_names,
     } = data::load(&source, settings.seed).context("loading data")?;
+    if super::given(matches, "scale") && matches!(train.features, Features::F32(_)) {
+        bail!(
+            "--scale scales image pixels, but {name} has real-valued features, which are used as they are; drop --scale"
+        );
+    }
     let (train, val) = match settings.val_split {
         Some(f) => {
             let (t, v) = data::split_validation(train, f, settings.seed)?;
@@ -620,6 +647,72 @@ fn check_output_path(flag: &str, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses two outputs of one run that name the same file, where one write would destroy the
+/// other: the model saved over the checkpoint (or the checkpoint being resumed), the metrics
+/// over the plot. `checkpoint` is where checkpoints go (by default the `--resume` file).
+fn refuse_shared_files(args: &TrainArgs, checkpoint: Option<&Path>) -> anyhow::Result<()> {
+    let checkpoint_flag = if args.checkpoint.is_some() {
+        "--checkpoint"
+    } else if args.resume.is_some() {
+        "--resume (whose file the checkpoints rewrite)"
+    } else {
+        "--checkpoint-every (which writes checkpoint.safetensors)"
+    };
+    let mut files: Vec<(&str, &Path)> = [
+        ("--save", args.save.as_deref()),
+        ("--metrics", args.metrics.as_deref()),
+        ("--plot", args.plot.as_deref()),
+        (checkpoint_flag, checkpoint),
+    ]
+    .into_iter()
+    .filter_map(|(flag, p)| Some((flag, p?)))
+    .collect();
+    // A checkpoint written elsewhere leaves the resumed one to be read, not overwritten.
+    if let (Some(_), Some(r)) = (&args.checkpoint, &args.resume) {
+        files.push(("--resume", r));
+    }
+    for (i, (flag_a, a)) in files.iter().enumerate() {
+        for (flag_b, b) in &files[i + 1..] {
+            // Checkpoints written back to the file resumed from are the usual case.
+            let continues = (*flag_a, *flag_b) == ("--checkpoint", "--resume");
+            if !continues && same_file(a, b) {
+                bail!(
+                    "{flag_a} and {flag_b} both name {}; give each its own file",
+                    a.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name one file, by their absolute forms with the folder resolved
+/// (`check_output_path` has checked the folders exist); the files themselves need not exist.
+fn same_file(a: &Path, b: &Path) -> bool {
+    let resolve = |p: &Path| {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        dir.canonicalize()
+            .ok()
+            .zip(p.file_name())
+            .map(|(d, f)| d.join(f))
+            .or_else(|| std::path::absolute(p).ok())
+    };
+    match (resolve(a), resolve(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// A flag value's spelling on the command line (`sgd`, `cross-entropy`), not its variant name.
+fn value_name(v: &impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
 /// The model the settings describe for this data.
 fn build_spec(
     s: &Settings,
@@ -631,10 +724,7 @@ fn build_spec(
         (None, Targets::Classes { .. }) => LossKind::SoftmaxCrossEntropy,
         (None, Targets::Values { .. }) => LossKind::Mse,
     };
-    // The flag's spelling (`mse`), not the variant's name.
-    let name = clap::ValueEnum::to_possible_value(&loss)
-        .map(|v| v.get_name().to_string())
-        .unwrap_or_default();
+    let name = value_name(&loss);
     match (loss.is_classification(), &train.targets) {
         (false, Targets::Classes { .. }) => bail!(
             "--loss {name} is a regression loss but the data has class labels; use cross-entropy or bce"
