@@ -101,7 +101,7 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true, default_value_t = 42)]
     pub seed: u64,
 
-    /// Hold out this fraction of the training set for validation (e.g. 0.1).
+    /// Hold out this fraction of the training set for validation (e.g. 0.1; 0: none).
     #[arg(long, allow_negative_numbers = true)]
     pub val_split: Option<f64>,
 
@@ -219,7 +219,9 @@ impl Settings {
             epochs: a.epochs.unwrap_or(p.epochs),
             batch_size: a.batch_size,
             seed: a.seed,
-            val_split: a.val_split,
+            // 0 means no validation set, as in the tools users know; stored as no split, so
+            // `--resume --val-split 0` agrees with a run that had none.
+            val_split: a.val_split.filter(|&v| v != 0.0),
             scale: a.scale,
         }
     }
@@ -262,7 +264,7 @@ impl Settings {
         if let Some(v) = self.val_split
             && !(v > 0.0 && v < 1.0)
         {
-            bail!("--val-split must be between 0 and 1 (exclusive), got {v}");
+            bail!("--val-split must be in [0, 1) (0: no validation set), got {v}");
         }
         self.optimizer_config().validate()?;
         self.regularization().validate()?;
