@@ -443,7 +443,7 @@ fn idx_huge_header_count_fails_fast() {
     );
 }
 
-/// Labels the model cannot output: a checkpoint trained with ten classes, resumed on data
+/// Labels the model cannot output: a checkpoint trained with three classes, resumed on data
 /// whose label file now holds a 12.
 #[test]
 fn labels_beyond_the_models_classes() {
@@ -459,11 +459,141 @@ fn labels_beyond_the_models_classes() {
         1,
         &[
             "label 12",
-            "model with 10 classes",
+            "model with 3 classes",
             "the classes the model was trained on",
         ],
     );
     assert_eq!(w.read("ck.safetensors"), ck);
+}
+
+/// One corrupt byte in a label file (a 200 among labels 0 to 2) would make a 201-class model
+/// with 197 classes that have no rows: refused, naming the label and the way out.
+#[test]
+fn corrupt_label_makes_empty_classes() {
+    let w = Work::new();
+    let mut labels = labels12();
+    labels[7] = 200;
+    w.idx_dir("d", (idx_images(12, 4, 4), idx_labels(&labels)), None);
+    w.fails(
+        &["--data", "d"],
+        1,
+        &[
+            "the training labels run from 0 to 200, but 197 of those 201 classes have no rows",
+            "(labels 3, 4, 5, ...)",
+            "label 200 is on 1 row",
+            "--classes 201",
+        ],
+    );
+}
+
+/// `--classes N` declares classes without training rows; then every label must be below N,
+/// and the banner says how many classes there are and how many have rows.
+#[test]
+fn classes_flag_declares_the_classes() {
+    let w = Work::new();
+    w.good_idx_dir("d");
+    w.fails(
+        &["--data", "d", "--classes", "2"],
+        1,
+        &["a training row has label 2, but --classes 2 allows labels 0 to 1"],
+    );
+    w.fails(
+        &["--data", "d", "--classes", "1"],
+        1,
+        &["--classes must be at least 2"],
+    );
+    w.fails(
+        &["--data", "sine", "--classes", "3"],
+        1,
+        &["--classes applies to class labels, but sine has real-valued targets"],
+    );
+    let train = [
+        "train",
+        "--backend",
+        "cpu",
+        "--data",
+        "d",
+        "--hidden",
+        "4",
+        "--epochs",
+        "1",
+    ];
+    let banner = |extra: &[&str]| {
+        let args: Vec<&str> = train.iter().chain(extra).copied().collect();
+        let out = w.run(&args, &[]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    let e = banner(&[]);
+    assert!(e.contains("(12 train rows, 3 classes)"), "{e}");
+    let e = banner(&["--classes", "5"]);
+    assert!(
+        e.contains("(12 train rows, 5 classes, 3 with training rows)"),
+        "{e}"
+    );
+    assert!(e.contains("16-4-5 relu"), "{e}");
+}
+
+/// A test label that no training row has cannot be learned: refused, unless declared with
+/// `--classes`.
+#[test]
+fn test_labels_never_seen_in_training() {
+    let w = Work::new();
+    let mut test_labels = labels12();
+    test_labels[4] = 3;
+    w.idx_dir(
+        "d",
+        (idx_images(12, 4, 4), idx_labels(&labels12())),
+        Some((idx_images(12, 4, 4), idx_labels(&test_labels))),
+    );
+    w.fails(
+        &["--data", "d"],
+        1,
+        &[
+            "1 test row has label 3, which no training row has",
+            "--classes N (above 3)",
+        ],
+    );
+    let out = w.run(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--data",
+            "d",
+            "--hidden",
+            "4",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--classes",
+            "4",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An image-folder tree with one class would train softmax cross-entropy over one output, whose
+/// loss is exactly 0 whatever the weights: refused, naming the class.
+#[test]
+fn folder_with_a_single_class() {
+    let w = Work::new();
+    gray_png(&w.path("d/train/cat/a.png"), 4, 4, 1);
+    gray_png(&w.path("d/train/cat/b.png"), 4, 4, 2);
+    w.fails(
+        &["--data", "d"],
+        1,
+        &[
+            "every training row has label 0 (cat)",
+            "a classifier needs rows of two classes or more",
+        ],
+    );
 }
 
 #[test]

@@ -35,6 +35,11 @@ pub struct TrainArgs {
     #[arg(long, default_value = "mnist-sample")]
     pub data: String,
 
+    /// Number of classes, when some have no training rows: labels then run from 0 to N-1
+    /// [default: 0 to the largest training label, each with rows].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub classes: Option<usize>,
+
     /// Hidden layer sizes, comma-separated [default: 256,128 for images, 64,64 for spiral/sine].
     #[arg(long, value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
@@ -191,6 +196,9 @@ struct Settings {
     seed: u64,
     val_split: Option<f64>,
     scale: Scale,
+    /// Absent from checkpoints written before the flag existed: then the model's outputs say.
+    #[serde(default)]
+    classes: Option<usize>,
 }
 
 /// Flags that may differ from the checkpoint's on `--resume` (they do not change the model or
@@ -223,6 +231,7 @@ impl Settings {
             // `--resume --val-split 0` agrees with a run that had none.
             val_split: a.val_split.filter(|&v| v != 0.0),
             scale: a.scale,
+            classes: a.classes,
         }
     }
 
@@ -338,14 +347,18 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         Some(p) => Some(load_checkpoint(p).context("--resume")?),
         None => None,
     };
-    let settings = match &resumed {
+    let mut settings = match &resumed {
         Some(c) => {
-            let saved: Settings = serde_json::from_value(c.meta.run.clone()).map_err(|e| {
+            let mut saved: Settings = serde_json::from_value(c.meta.run.clone()).map_err(|e| {
                 anyhow::anyhow!(
                     "{}: the checkpoint's run settings are unreadable ({e}); the file is damaged or from an incompatible version",
                     args.resume.as_deref().unwrap_or(Path::new("")).display()
                 )
             })?;
+            // What the checkpoint's model settled, where older versions did not store it.
+            if saved.classes.is_none() && c.model.spec.task == Task::Classification {
+                saved.classes = Some(c.model.spec.outputs().max(2));
+            }
             Settings::for_resume(saved, &args, matches)?
         }
         None => Settings::from_args(&args),
@@ -380,12 +393,17 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     refuse_shared_files(&args, checkpoint_path.as_deref())?;
 
     let source = DataSource::parse(&settings.data);
+    let mut splits = data::load(&source, settings.seed).context("loading data")?;
+    // A resumed model's classes are fixed; `upload` refuses labels beyond them.
+    if resumed.is_none() {
+        settings.classes = data::settle_classes(&mut splits, settings.classes)?;
+    }
     let Splits {
         name,
         train,
         test,
         class_names,
-    } = data::load(&source, settings.seed).context("loading data")?;
+    } = splits;
     if super::given(matches, "scale") && matches!(train.features, Features::F32(_)) {
         bail!(
             "--scale scales image pixels, but {name} has real-valued features, which are used as they are; drop --scale"
@@ -446,7 +464,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let val_r = val.as_ref().map(|v| trainer.upload(v)).transpose()?;
     if !args.quiet {
         eprintln!(
-            "{} {} on {name} ({} train rows{}) with {} parameters on {}{}",
+            "{} {} on {name} ({} train rows{}{}) with {} parameters on {}{}",
             if resumed.is_some() {
                 "resuming"
             } else {
@@ -459,6 +477,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
                 (None, Some(t)) => format!(", {} test", t.rows),
                 _ => String::new(),
             },
+            describe_classes(settings.classes, &train),
             parameters,
             backend_name,
             adapter
@@ -747,6 +766,25 @@ fn build_spec(
     spec.class_names = class_names;
     spec.data = Some(s.data.clone());
     Ok(spec)
+}
+
+/// ", 10 classes" for the banner, with how many have training rows when some have none.
+fn describe_classes(classes: Option<usize>, train: &data::Dataset) -> String {
+    let (Some(n), Targets::Classes { labels, .. }) = (classes, &train.targets) else {
+        return String::new();
+    };
+    let mut seen = vec![false; n];
+    for &l in labels {
+        if let Some(s) = seen.get_mut(l as usize) {
+            *s = true;
+        }
+    }
+    let with_rows = seen.iter().filter(|&&s| s).count();
+    if with_rows == n {
+        format!(", {n} classes")
+    } else {
+        format!(", {n} classes, {with_rows} with training rows")
+    }
 }
 
 /// "784-256-128-10 relu, cross-entropy loss" style.
