@@ -1070,6 +1070,89 @@ fn edit_safetensors(
     safetensors::serialize(views, Some(meta)).unwrap()
 }
 
+/// `--resume` with flags that repeat the settings the run used, defaults included (the loss
+/// the data chose, the classes it settled), is accepted, also from a checkpoint of the previous
+/// version that stored no loss; a flag that contradicts one is refused naming both values.
+#[test]
+fn resume_flags_that_repeat_the_checkpoint_are_accepted() {
+    let w = with_checkpoint();
+    let resume = |epochs: &'static str, extra: &[&'static str]| {
+        let mut args = vec![
+            "train",
+            "--backend",
+            "cpu",
+            "--data",
+            "d",
+            "--quiet",
+            "--resume",
+            "ck.safetensors",
+            "--epochs",
+            epochs,
+        ];
+        args.extend(extra);
+        w.run(&args, &[])
+    };
+    let repeat = [
+        "--loss",
+        "cross-entropy",
+        "--classes",
+        "3",
+        "--val-split",
+        "0",
+    ];
+    let out = resume("2", &repeat);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.fails(
+        &[
+            "--data",
+            "d",
+            "--resume",
+            "ck.safetensors",
+            "--epochs",
+            "3",
+            "--loss",
+            "bce",
+        ],
+        1,
+        &["--loss bce contradicts the checkpoint, which was trained with cross-entropy"],
+    );
+    w.fails(
+        &[
+            "--data",
+            "d",
+            "--resume",
+            "ck.safetensors",
+            "--epochs",
+            "3",
+            "--val-split",
+            "0.5",
+        ],
+        1,
+        &["--val-split 0.5 contradicts the checkpoint, which was trained with none"],
+    );
+
+    // The previous version's checkpoint: `"loss": null` for the default, no `classes`.
+    let old = edit_safetensors(&w.read("ck.safetensors"), |_, meta| {
+        let mut c: serde_json::Value = serde_json::from_str(&meta["checkpoint"]).unwrap();
+        let run = c["run"].as_object_mut().unwrap();
+        assert_eq!(run["loss"], "cross-entropy");
+        run.insert("loss".into(), serde_json::Value::Null);
+        run.remove("classes").unwrap();
+        meta.insert("checkpoint".into(), c.to_string());
+    });
+    w.write("ck.safetensors", &old);
+    let out = resume("3", &repeat);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A work directory with data `d` and a good checkpoint `ck.safetensors` trained on it.
 fn with_checkpoint() -> Work {
     let w = Work::new();

@@ -173,7 +173,9 @@ fn preset(source: &DataSource) -> Preset {
 }
 
 /// The resolved settings that define a run: stored in checkpoints, and checked against the
-/// flags given with `--resume`. Field names are the flags' ids.
+/// flags given with `--resume`. Field names are the flags' ids. Defaults that depend on the
+/// data (the loss, the classes) are resolved before a checkpoint is written, so a flag that
+/// repeats what the run used agrees with it whether or not the run was given that flag.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Settings {
     data: String,
@@ -199,6 +201,17 @@ struct Settings {
     /// Absent from checkpoints written before the flag existed: then the model's outputs say.
     #[serde(default)]
     classes: Option<usize>,
+}
+
+/// A setting as a flag spells it: `cross-entropy` rather than `"cross-entropy"`, `32,16` rather
+/// than `[32,16]`, `none` for a setting left out (no validation split).
+fn show_setting(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "none".into(),
+        serde_json::Value::Array(a) => a.iter().map(show_setting).collect::<Vec<_>>().join(","),
+        v => v.to_string(),
+    }
 }
 
 /// Flags that may differ from the checkpoint's on `--resume` (they do not change the model or
@@ -245,8 +258,8 @@ impl Settings {
                 bail!(
                     "--{} {} contradicts the checkpoint, which was trained with {}; drop the flag to continue as it was",
                     key.replace('_', "-"),
-                    value,
-                    stored.get(key).map(|v| v.to_string()).unwrap_or_default()
+                    show_setting(value),
+                    stored.get(key).map(show_setting).unwrap_or_default()
                 );
             }
         }
@@ -355,9 +368,12 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
                     args.resume.as_deref().unwrap_or(Path::new("")).display()
                 )
             })?;
-            // What the checkpoint's model settled, where older versions did not store it.
-            if saved.classes.is_none() && c.model.spec.task == Task::Classification {
-                saved.classes = Some(c.model.spec.outputs().max(2));
+            // Checkpoints store the resolved settings; older versions stored no loss (`null`,
+            // the default for the data) and no classes, which the checkpoint's model says.
+            let spec = &c.model.spec;
+            saved.loss = saved.loss.or(Some(spec.loss));
+            if saved.classes.is_none() && spec.task == Task::Classification {
+                saved.classes = Some(spec.outputs().max(2));
             }
             Settings::for_resume(saved, &args, matches)?
         }
@@ -420,6 +436,9 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         Some(c) => c.model.spec.clone(),
         None => build_spec(&settings, &train, class_names)?,
     };
+    // The loss actually used, not "the default", so that resuming with `--loss` naming it
+    // agrees with the checkpoint.
+    settings.loss = Some(spec.loss);
     if resumed.is_some() && (train.dim != spec.inputs()) {
         bail!(
             "the data has {} features per row but the checkpoint's model takes {}; resume with the data it was trained on",
