@@ -38,8 +38,10 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Top classes of images (PNG/JPEG) or IDX samples, by a saved model.
     ///
-    /// Images of any size and colour mode are converted to grayscale, resized to the model's
-    /// input and scaled as its training data was. Regression models print their outputs.
+    /// Images of any size (up to 33 million pixels) and colour mode are converted to grayscale
+    /// as the image-folder reader does (transparency composited over white), resized to the
+    /// model's input and scaled as its training data was. Regression models print their
+    /// outputs.
     Predict(predict::PredictArgs),
     /// Draw a metrics file from `train --metrics` as loss and accuracy curves (PNG).
     Plot(plot::PlotArgs),

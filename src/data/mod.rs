@@ -6,6 +6,7 @@
 
 pub mod folder;
 pub mod idx;
+pub mod image_file;
 pub mod synthetic;
 
 mod load;
