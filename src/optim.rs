@@ -106,6 +106,15 @@ impl OptimizerConfig {
         self.schedule.validate()?;
         finite_nonneg("--weight-decay", self.weight_decay)?;
         finite_nonneg("--eps", self.eps)?;
+        // As in PyTorch: Nesterov's look-ahead needs momentum to look ahead with, and without
+        // it the update would silently be plain SGD.
+        if self.nesterov && self.momentum == 0.0 {
+            return Err(Error::Config(
+                "--nesterov needs momentum, but --momentum is 0; give a momentum such as 0.9, \
+                 or drop --nesterov"
+                    .into(),
+            ));
+        }
         for (name, v) in [
             ("--momentum", self.momentum),
             ("--beta1", self.beta1),
@@ -165,7 +174,7 @@ impl Schedule {
     /// use wgtrain::optim::Schedule;
     ///
     /// assert_eq!(Schedule::InverseTime { decay: 0.5 }.factor(2), 0.5);
-    /// assert_eq!(Schedule::Step { every: 10, gamma: 0.1 }.factor(25), 0.1f64.powi(2));
+    /// assert_eq!(Schedule::Step { every: 10, gamma: 0.5 }.factor(25), 0.25);
     /// let cosine = Schedule::Cosine { warmup: 10, total: 110 };
     /// assert_eq!(cosine.factor(4), 0.5); // step 5 of 10 of the warm-up
     /// assert!((cosine.factor(60) - 0.5).abs() < 1e-12); // halfway down

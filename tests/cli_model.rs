@@ -675,7 +675,20 @@ fn predict_errors_are_one_clear_line() {
     std::fs::write(&text, "not an image").unwrap();
     fails(
         &["predict", "--model", model, s(&text)],
-        &["notes.png", "not a readable PNG or JPEG image"],
+        &["notes.png", "cannot decode image", "not a PNG or JPEG"],
+    );
+    // An honest 6000x6000 PNG (a few hundred KB of compressed black) would decode to 36 MB
+    // and convert through gigabytes; it is refused from its header by the decoder that the
+    // image-folder reader uses too.
+    let huge = dir.path().join("huge.png");
+    image::GrayImage::new(6000, 6000).save(&huge).unwrap();
+    fails(
+        &["predict", "--model", model, s(&huge)],
+        &[
+            "huge.png",
+            "6000x6000 pixels (36 million), more than the 33 million",
+            "scale it down",
+        ],
     );
     fails(
         &[

@@ -165,6 +165,35 @@ fn validation_split_dropout_and_penalties_are_reported() {
     assert!(lines[2].starts_with("2,"), "{text}");
 }
 
+/// `--val-split 0` means no validation set, as in the tools users know: the run trains and
+/// reports no validation figures.
+#[test]
+fn validation_split_zero_means_none() {
+    let s = wgtrain_json(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--data",
+            "spiral",
+            "--hidden",
+            "8",
+            "--epochs",
+            "2",
+            "--val-split",
+            "0",
+            "--json",
+            "--quiet",
+        ],
+        None,
+    );
+    assert!(
+        s["val_loss"].is_null() && s["val_accuracy"].is_null(),
+        "{s}"
+    );
+    assert!(s["test_accuracy"].is_number(), "{s}");
+}
+
 /// 2 epochs, then resume for a 3rd, gives bitwise the weights and optimizer state of 3
 /// uninterrupted epochs.
 #[test]

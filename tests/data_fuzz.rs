@@ -86,8 +86,8 @@ const SMALL: usize = 16 << 10;
 const DEFLATE_RATIO: usize = 1032;
 /// The gzip decoder's own state: its input buffer and the inflater's window and tables.
 const GZIP_STATE: usize = 256 << 10;
-/// The folder reader's allowance per byte of image file and its fixed slack (see
-/// `data::folder`), and the decoders' own constant state.
+/// The image decoder's allowance per byte of image file and its fixed slack (see
+/// `data::image_file`), and the decoders' own constant state.
 const IMAGE_EXPANSION: usize = 4096;
 const IMAGE_SLACK: usize = 1 << 20;
 const DECODER_STATE: usize = 1 << 20;
@@ -375,12 +375,12 @@ fn read_image_folder(bytes: &[u8], ext: &str) {
     assert_bounded("folder::read_split", peak, image_bound(n), n);
 }
 
-/// A PNG of under 100 bytes that declares 20000 x 20000 pixels (400 MB) is refused from its
-/// header.
+/// A PNG of under 100 bytes that declares 5000 x 5000 pixels (25 MB; under the bound on any
+/// image's size, so the file's own size is what refuses it) is refused from its header.
 #[test]
 fn lying_png_header_is_refused_before_allocating() {
     let mut png = valid_png();
-    set_image_size(&mut png, 20_000, 20_000);
+    set_image_size(&mut png, 5_000, 5_000);
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir(tmp.path().join("cat")).unwrap();
     std::fs::write(tmp.path().join("cat/a.png"), &png).unwrap();
@@ -393,6 +393,21 @@ fn lying_png_header_is_refused_before_allocating() {
         image_bound(png.len()),
         png.len(),
     );
+}
+
+/// `predict` reads images through the folder reader's bounded decoder: an honest 6000 x 6000
+/// PNG of a few dozen KB (36 MB decoded, and once converted through 576 MB of float RGBA) is
+/// refused from its header, holding next to nothing.
+#[test]
+fn predict_refuses_an_image_too_large_before_decoding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("big.png");
+    image::GrayImage::new(6000, 6000).save(&path).unwrap();
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    let (r, peak) = peak_during(|| wgtrain::infer::input::read_image(&path, (28, 28), false));
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("6000x6000 pixels"), "{e}");
+    assert_bounded("infer::input::read_image", peak, SMALL + DECODER_STATE, len);
 }
 
 /// An image edit: a byte mutation, or a new declared size.

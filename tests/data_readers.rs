@@ -287,10 +287,10 @@ fn load_idx_directory_raw_and_gzip() {
         assert_eq!((s.train.dim, s.train.image_shape), (35, (5, 7)));
         let test = s.test.as_ref().unwrap();
         assert_eq!(test.rows, 4);
-        // Labels only reach 2, but MNIST-format data has at least ten classes.
+        // One class per label up to the largest: training settles the count for good.
         assert_eq!(
             (s.train.num_classes(), test.num_classes()),
-            (Some(10), Some(10))
+            (Some(3), Some(3))
         );
         assert_eq!(labels_of(&s.train), [0, 1, 2, 0, 1, 2]);
         assert_eq!(s.name, tmp.path().display().to_string());
@@ -311,7 +311,7 @@ fn load_idx_dotted_names_and_optional_test() {
     );
     let s = load(&path_source(tmp.path()), 0).unwrap();
     assert!(s.test.is_none());
-    // A label of 11 gives 12 classes, beyond MNIST's ten.
+    // A label of 11 gives 12 classes (as loaded; training refuses the empty ones).
     assert_eq!(s.train.num_classes(), Some(12));
 }
 
@@ -711,4 +711,33 @@ fn split_validation_errors() {
     );
     let one = wgtrain::data::synthetic::sine_grid(1, 0.0);
     assert_err(split_validation(one, 0.5, 0), &["leaves no training data"]);
+}
+
+/// Training and prediction read an image with transparency the same way (composited over
+/// white, whatever colour hides under a transparent pixel), so a model sees in `predict` the
+/// pixels it was trained on.
+#[test]
+fn transparency_reads_the_same_in_training_and_prediction() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Black strokes on a transparent background whose hidden colour is black, with a
+    // half-transparent pixel: what drawing programs save.
+    let img = image::RgbaImage::from_fn(6, 4, |x, y| match (x, y) {
+        (1..=4, 1) => image::Rgba([0, 0, 0, 255]),
+        (2, 2) => image::Rgba([0, 0, 0, 128]),
+        _ => image::Rgba([0, 0, 0, 0]),
+    });
+    for class in ["a", "b"] {
+        let p = tmp.path().join("train").join(class).join("x.png");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        img.save(&p).unwrap();
+    }
+    let s = load(&path_source(tmp.path()), 0).unwrap();
+    let Features::U8(px) = &s.train.features else {
+        panic!("u8 features")
+    };
+    let predicted =
+        wgtrain::infer::input::read_image(&tmp.path().join("train/a/x.png"), (4, 6), false)
+            .unwrap();
+    assert_eq!(&px[..24], &predicted[..]);
+    assert_eq!((px[0], px[7], px[14]), (255, 0, 127));
 }

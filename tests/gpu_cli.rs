@@ -187,3 +187,24 @@ fn gpu_device_lost_is_reported() {
         .to_string();
     assert!(e.starts_with("GPU error"), "{e}");
 }
+
+/// On a headless machine (no XDG_RUNTIME_DIR, no display) listing adapters prints nothing on
+/// stderr: the Vulkan instance enables no window-system extension, so Mesa's device-selection
+/// layer (before Mesa 24, as in Debian 12's stock mesa-vulkan-drivers) does not try to reach a
+/// Wayland server and libwayland does not print "error: XDG_RUNTIME_DIR is invalid".
+#[test]
+fn devices_print_nothing_on_stderr_without_a_display() {
+    if !have_gpu() {
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .arg("devices")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("DISPLAY")
+        .output()
+        .expect("the binary runs");
+    let e = stderr(&out);
+    assert!(out.status.success(), "{e}");
+    assert_eq!(e, "", "stderr should be empty");
+}

@@ -5,7 +5,7 @@ use crate::bench::{Column, Plan, Repeats, measure_backend, render};
 use crate::data::{self, DataSource, Dataset};
 use crate::store::write_atomic;
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{ArgMatches, Args};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -59,9 +59,12 @@ fn bench_data() -> anyhow::Result<(String, Dataset, Dataset)> {
     ))
 }
 
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub fn run(args: BenchArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     if args.epochs == 0 {
         bail!("--epochs must be at least 1");
+    }
+    if args.quick && super::given(matches, "epochs") {
+        bail!("--epochs has no effect with --quick, which times one epoch; drop one of them");
     }
     if args.ratio.as_ref().is_some_and(|names| names.len() != 2) {
         bail!("--ratio takes two column names, e.g. --ratio gpu,pytorch");

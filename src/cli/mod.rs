@@ -12,7 +12,8 @@ mod train;
 mod values;
 
 use crate::backend::{self, Backend, BackendChoice};
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,8 +40,10 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Top classes of images (PNG/JPEG) or IDX samples, by a saved model.
     ///
-    /// Images of any size and colour mode are converted to grayscale, resized to the model's
-    /// input and scaled as its training data was. Regression models print their outputs.
+    /// Images of any size (up to 33 million pixels) and colour mode are converted to grayscale
+    /// as the image-folder reader does (transparency composited over white), resized to the
+    /// model's input and scaled as its training data was. Regression models print their
+    /// outputs.
     Predict(predict::PredictArgs),
     /// Print the ops a training (or evaluation, or prediction) step runs, as compiled.
     ///
@@ -64,15 +67,31 @@ pub fn run() -> anyhow::Result<()> {
         .subcommand()
         .map(|(_, m)| m.clone())
         .unwrap_or_default();
+    if given(&sub, "adapter")
+        && matches!(
+            sub.try_get_one::<BackendChoice>("backend"),
+            Ok(Some(BackendChoice::Cpu))
+        )
+    {
+        anyhow::bail!("--adapter picks a GPU but --backend cpu runs on the CPU; drop one of them");
+    }
     match cli.command {
         Command::Train(args) => train::run(*args, &sub),
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Plot(args) => plot::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => bench::run(args, &sub),
         Command::Devices(args) => devices::run(args),
     }
+}
+
+/// Whether the user typed flag `id` (by its field name) on the command line, as opposed to its
+/// default or an environment variable: only a typed flag is refused for having no effect, since
+/// a default or a variable set for every run is no request. False for an id the command lacks.
+fn given(m: &ArgMatches, id: &str) -> bool {
+    matches!(m.try_contains_id(id), Ok(true))
+        && m.value_source(id) == Some(ValueSource::CommandLine)
 }
 
 /// Opens the backend a command asked for, printing `auto`'s one-line notice (why it chose the

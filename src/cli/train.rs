@@ -3,7 +3,7 @@
 use super::progress::Console;
 use crate::Error;
 use crate::backend::BackendChoice;
-use crate::data::{self, DataSource, Scale, Splits, Targets};
+use crate::data::{self, DataSource, Features, Scale, Splits, Targets};
 use crate::model::{Activation, Layer, LossKind, Model, ModelSpec, Task};
 use crate::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use crate::report::{check_metrics_path, rows_from_history, write_metrics};
@@ -34,6 +34,11 @@ pub struct TrainArgs {
     /// directory of IDX files or of image folders (ROOT/train/<label>/*.png).
     #[arg(long, default_value = "mnist-sample")]
     pub data: String,
+
+    /// Number of classes, when some have no training rows: labels then run from 0 to N-1
+    /// [default: 0 to the largest training label, each with rows].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub classes: Option<usize>,
 
     /// Hidden layer sizes, comma-separated [default: 256,128 for images, 64,64 for spiral/sine].
     #[arg(long, value_delimiter = ',')]
@@ -101,7 +106,7 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true, default_value_t = 42)]
     pub seed: u64,
 
-    /// Hold out this fraction of the training set for validation (e.g. 0.1).
+    /// Hold out this fraction of the training set for validation (e.g. 0.1; 0: none).
     #[arg(long, allow_negative_numbers = true)]
     pub val_split: Option<f64>,
 
@@ -168,7 +173,9 @@ fn preset(source: &DataSource) -> Preset {
 }
 
 /// The resolved settings that define a run: stored in checkpoints, and checked against the
-/// flags given with `--resume`. Field names are the flags' ids.
+/// flags given with `--resume`. Field names are the flags' ids. Defaults that depend on the
+/// data (the loss, the classes) are resolved before a checkpoint is written, so a flag that
+/// repeats what the run used agrees with it whether or not the run was given that flag.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Settings {
     data: String,
@@ -191,6 +198,20 @@ struct Settings {
     seed: u64,
     val_split: Option<f64>,
     scale: Scale,
+    /// Absent from checkpoints written before the flag existed: then the model's outputs say.
+    #[serde(default)]
+    classes: Option<usize>,
+}
+
+/// A setting as a flag spells it: `cross-entropy` rather than `"cross-entropy"`, `32,16` rather
+/// than `[32,16]`, `none` for a setting left out (no validation split).
+fn show_setting(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "none".into(),
+        serde_json::Value::Array(a) => a.iter().map(show_setting).collect::<Vec<_>>().join(","),
+        v => v.to_string(),
+    }
 }
 
 /// Flags that may differ from the checkpoint's on `--resume` (they do not change the model or
@@ -219,8 +240,11 @@ impl Settings {
             epochs: a.epochs.unwrap_or(p.epochs),
             batch_size: a.batch_size,
             seed: a.seed,
-            val_split: a.val_split,
+            // 0 means no validation set, as in the tools users know; stored as no split, so
+            // `--resume --val-split 0` agrees with a run that had none.
+            val_split: a.val_split.filter(|&v| v != 0.0),
             scale: a.scale,
+            classes: a.classes,
         }
     }
 
@@ -234,8 +258,8 @@ impl Settings {
                 bail!(
                     "--{} {} contradicts the checkpoint, which was trained with {}; drop the flag to continue as it was",
                     key.replace('_', "-"),
-                    value,
-                    stored.get(key).map(|v| v.to_string()).unwrap_or_default()
+                    show_setting(value),
+                    stored.get(key).map(show_setting).unwrap_or_default()
                 );
             }
         }
@@ -262,7 +286,7 @@ impl Settings {
         if let Some(v) = self.val_split
             && !(v > 0.0 && v < 1.0)
         {
-            bail!("--val-split must be between 0 and 1 (exclusive), got {v}");
+            bail!("--val-split must be in [0, 1) (0: no validation set), got {v}");
         }
         self.optimizer_config().validate()?;
         self.regularization().validate()?;
@@ -277,12 +301,32 @@ impl Settings {
         }
         if self.optimizer == OptimizerKind::Sgd {
             o.momentum = self.momentum;
+            o.nesterov = self.nesterov;
         }
-        o.nesterov = self.nesterov;
         if self.optimizer == OptimizerKind::Adamw {
             o.weight_decay = self.weight_decay;
         }
         o
+    }
+
+    /// Refuses optimizer flags the user gave that this run's optimizer would ignore.
+    fn refuse_ignored(&self, m: &ArgMatches) -> anyhow::Result<()> {
+        let optimizer = value_name(&self.optimizer);
+        if self.optimizer != OptimizerKind::Sgd {
+            for flag in ["momentum", "nesterov"] {
+                if super::given(m, flag) {
+                    bail!(
+                        "--{flag} applies only to --optimizer sgd, and this run uses {optimizer}; drop --{flag} or use --optimizer sgd"
+                    );
+                }
+            }
+        }
+        if self.optimizer != OptimizerKind::Adamw && super::given(m, "weight_decay") {
+            bail!(
+                "--weight-decay applies only to --optimizer adamw, and this run uses {optimizer}; drop it or use --optimizer adamw (--l2 penalises weights with any optimizer)"
+            );
+        }
+        Ok(())
     }
 
     fn regularization(&self) -> Regularization {
@@ -318,18 +362,26 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         Some(p) => Some(load_checkpoint(p).context("--resume")?),
         None => None,
     };
-    let settings = match &resumed {
+    let mut settings = match &resumed {
         Some(c) => {
-            let saved: Settings = serde_json::from_value(c.meta.run.clone()).map_err(|e| {
+            let mut saved: Settings = serde_json::from_value(c.meta.run.clone()).map_err(|e| {
                 anyhow::anyhow!(
                     "{}: the checkpoint's run settings are unreadable ({e}); the file is damaged or from an incompatible version",
                     args.resume.as_deref().unwrap_or(Path::new("")).display()
                 )
             })?;
+            // Checkpoints store the resolved settings; older versions stored no loss (`null`,
+            // the default for the data) and no classes, which the checkpoint's model says.
+            let spec = &c.model.spec;
+            saved.loss = saved.loss.or(Some(spec.loss));
+            if saved.classes.is_none() && spec.task() == Task::Classification {
+                saved.classes = Some(spec.outputs().max(2));
+            }
             Settings::for_resume(saved, &args, matches)?
         }
         None => Settings::from_args(&args),
     };
+    settings.refuse_ignored(matches)?;
     settings.validate()?;
     if let Some(p) = &args.metrics {
         check_metrics_path(p)?;
@@ -356,14 +408,25 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             args.checkpoint_every
                 .map(|_| PathBuf::from(DEFAULT_CHECKPOINT))
         });
+    refuse_shared_files(&args, checkpoint_path.as_deref())?;
 
     let source = DataSource::parse(&settings.data);
+    let mut splits = data::load(&source, settings.seed).context("loading data")?;
+    // A resumed model's classes are fixed; `upload` refuses labels beyond them.
+    if resumed.is_none() {
+        settings.classes = data::settle_classes(&mut splits, settings.classes)?;
+    }
     let Splits {
         name,
         train,
         test,
         class_names,
-    } = data::load(&source, settings.seed).context("loading data")?;
+    } = splits;
+    if super::given(matches, "scale") && matches!(train.features, Features::F32(_)) {
+        bail!(
+            "--scale scales image pixels, but {name} has real-valued features, which are used as they are; drop --scale"
+        );
+    }
     let (train, val) = match settings.val_split {
         Some(f) => {
             let (t, v) = data::split_validation(train, f, settings.seed)?;
@@ -375,6 +438,9 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         Some(c) => c.model.spec.clone(),
         None => build_spec(&settings, &train, class_names)?,
     };
+    // The loss actually used, not "the default", so that resuming with `--loss` naming it
+    // agrees with the checkpoint.
+    settings.loss = Some(spec.loss);
     if resumed.is_some() && (train.dim != spec.inputs()) {
         bail!(
             "the data has {} features per row but the checkpoint's model takes {}; resume with the data it was trained on",
@@ -421,7 +487,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let val_r = val.as_ref().map(|v| trainer.upload(v)).transpose()?;
     if !args.quiet {
         eprintln!(
-            "{} {} on {name} ({} train rows{}) with {} parameters on {}{}",
+            "{} {} on {name} ({} train rows{}{}) with {} parameters on {}{}",
             if resumed.is_some() {
                 "resuming"
             } else {
@@ -434,6 +500,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
                 (None, Some(t)) => format!(", {} test", t.rows),
                 _ => String::new(),
             },
+            describe_classes(settings.classes, &train),
             parameters,
             backend_name,
             adapter
@@ -624,6 +691,72 @@ fn check_output_path(flag: &str, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses two outputs of one run that name the same file, where one write would destroy the
+/// other: the model saved over the checkpoint (or the checkpoint being resumed), the metrics
+/// over the plot. `checkpoint` is where checkpoints go (by default the `--resume` file).
+fn refuse_shared_files(args: &TrainArgs, checkpoint: Option<&Path>) -> anyhow::Result<()> {
+    let checkpoint_flag = if args.checkpoint.is_some() {
+        "--checkpoint"
+    } else if args.resume.is_some() {
+        "--resume (whose file the checkpoints rewrite)"
+    } else {
+        "--checkpoint-every (which writes checkpoint.safetensors)"
+    };
+    let mut files: Vec<(&str, &Path)> = [
+        ("--save", args.save.as_deref()),
+        ("--metrics", args.metrics.as_deref()),
+        ("--plot", args.plot.as_deref()),
+        (checkpoint_flag, checkpoint),
+    ]
+    .into_iter()
+    .filter_map(|(flag, p)| Some((flag, p?)))
+    .collect();
+    // A checkpoint written elsewhere leaves the resumed one to be read, not overwritten.
+    if let (Some(_), Some(r)) = (&args.checkpoint, &args.resume) {
+        files.push(("--resume", r));
+    }
+    for (i, (flag_a, a)) in files.iter().enumerate() {
+        for (flag_b, b) in &files[i + 1..] {
+            // Checkpoints written back to the file resumed from are the usual case.
+            let continues = (*flag_a, *flag_b) == ("--checkpoint", "--resume");
+            if !continues && same_file(a, b) {
+                bail!(
+                    "{flag_a} and {flag_b} both name {}; give each its own file",
+                    a.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name one file, by their absolute forms with the folder resolved
+/// (`check_output_path` has checked the folders exist); the files themselves need not exist.
+fn same_file(a: &Path, b: &Path) -> bool {
+    let resolve = |p: &Path| {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        dir.canonicalize()
+            .ok()
+            .zip(p.file_name())
+            .map(|(d, f)| d.join(f))
+            .or_else(|| std::path::absolute(p).ok())
+    };
+    match (resolve(a), resolve(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// A flag value's spelling on the command line (`sgd`, `cross-entropy`), not its variant name.
+fn value_name(v: &impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
 /// The model the settings describe for this data.
 fn build_spec(
     s: &Settings,
@@ -657,6 +790,25 @@ fn build_spec(
     spec.class_names = class_names;
     spec.data = Some(s.data.clone());
     Ok(spec)
+}
+
+/// ", 10 classes" for the banner, with how many have training rows when some have none.
+fn describe_classes(classes: Option<usize>, train: &data::Dataset) -> String {
+    let (Some(n), Targets::Classes { labels, .. }) = (classes, &train.targets) else {
+        return String::new();
+    };
+    let mut seen = vec![false; n];
+    for &l in labels {
+        if let Some(s) = seen.get_mut(l as usize) {
+            *s = true;
+        }
+    }
+    let with_rows = seen.iter().filter(|&&s| s).count();
+    if with_rows == n {
+        format!(", {n} classes")
+    } else {
+        format!(", {n} classes, {with_rows} with training rows")
+    }
 }
 
 /// "784-256-128-10 relu, cross-entropy loss" style.

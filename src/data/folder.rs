@@ -1,13 +1,13 @@
 //! Reader for image folders laid out as `ROOT/<split>/<label>/*.png|jpg|jpeg`.
 //!
-//! Every image becomes one grayscale row of `height * width` pixels; colour images are
-//! converted with the usual luma weights. Class folders and files are visited in sorted order, so
+//! Every image becomes one grayscale row of `height * width` pixels, decoded and converted as
+//! `predict` does it ([`super::image_file`]: luma weights, transparency over white). Class folders and files are visited in sorted order, so
 //! the same folder always gives the same data set, row for row.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::{Dataset, Features, Targets};
+use super::{Dataset, Features, Targets, image_file};
 use crate::{Error, Result};
 
 /// File extensions read as images (compared case-insensitively).
@@ -49,7 +49,7 @@ pub fn read_split(dir: &Path, class_names: Option<&[String]>) -> Result<(Dataset
         };
         let files = image_files(class_dir)?;
         for file in files {
-            let img = decode_gray(&file)?;
+            let img = image_file::decode(&file)?;
             let size = (img.height() as usize, img.width() as usize);
             match &shape {
                 None => shape = Some((size, file.clone())),
@@ -69,7 +69,7 @@ pub fn read_split(dir: &Path, class_names: Option<&[String]>) -> Result<(Dataset
                 }
                 Some(_) => {}
             }
-            pixels.extend_from_slice(img.as_raw());
+            pixels.extend(image_file::gray_u8(&img));
             labels.push(label);
         }
     }
@@ -177,61 +177,6 @@ fn visible_entries(dir: &Path) -> Result<Vec<PathBuf>> {
         paths.push(entry.path());
     }
     Ok(paths)
-}
-
-/// No PNG or JPEG decodes to more than this many times its file size: deflate expands by at
-/// most ~1032:1, and a baseline or progressive JPEG needs at least one bit per 8x8 block of each
-/// component (~1200:1 for the widest chroma subsampling). Generous, since it only has to stop
-/// headers that lie by orders of magnitude.
-const MAX_IMAGE_EXPANSION: u64 = 4096;
-/// Allowance for tiny files, whose headers are most of their size.
-const IMAGE_ALLOC_SLACK: u64 = 1 << 20;
-
-/// Decodes one image file to 8-bit grayscale. The format is guessed from the content, not the
-/// extension, so a PNG saved as `.jpg` still reads.
-///
-/// Decoders allocate the whole image as soon as they have read its header, so a corrupt header
-/// could make a 100-byte file cost gigabytes; the allocation is therefore limited to what the
-/// file's size can honestly decode to, and a header that asks for more is refused first.
-fn decode_gray(path: &Path) -> Result<image::GrayImage> {
-    let file_len = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
-    let honest = file_len
-        .saturating_mul(MAX_IMAGE_EXPANSION)
-        .saturating_add(IMAGE_ALLOC_SLACK);
-    let mut limits = image::Limits::default();
-    let default_max = limits.max_alloc.unwrap_or(u64::MAX);
-    limits.max_alloc = Some(honest.min(default_max));
-    reader.limits(limits);
-    let img = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) if honest < default_max => Error::data(
-            path,
-            format!(
-                "the image header declares more pixels than a {file_len}-byte file can hold; \
-                 the file is corrupt: replace or remove it"
-            ),
-        ),
-        image::ImageError::Limits(_) => Error::data(
-            path,
-            format!(
-                "the image is too large to decode (over {} MiB of pixels); use smaller images",
-                default_max >> 20
-            ),
-        ),
-        e => Error::data(
-            path,
-            format!(
-                "cannot decode image: {e}; the file is corrupt or not a PNG or JPEG: replace \
-                 or remove it"
-            ),
-        ),
-    })?;
-    Ok(img.to_luma8())
 }
 
 #[cfg(test)]

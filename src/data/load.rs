@@ -1,5 +1,6 @@
 //! Choosing a data source by name or path, loading its splits, and carving out a validation set.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::folder;
@@ -101,9 +102,6 @@ const MNIST_SAMPLE: [(&str, &[u8]); 4] = [
     ),
 ];
 
-/// MNIST-format data has ten classes even if a small file happens to miss the last digit.
-const MNIST_MIN_CLASSES: usize = 10;
-
 /// Loads the train and test splits of `source`. `seed` only affects the synthetic sets.
 pub fn load(source: &DataSource, seed: u64) -> Result<Splits> {
     match source {
@@ -160,13 +158,7 @@ fn load_mnist_sample() -> Result<Splits> {
         idx::parse_labels(&test_lbl, &test_lbl_path)?,
         &test_lbl_path,
     )?;
-    finish(
-        "mnist-sample".into(),
-        train,
-        Some(test),
-        None,
-        MNIST_MIN_CLASSES,
-    )
+    finish("mnist-sample".into(), train, Some(test), None)
 }
 
 fn load_fashion_mnist() -> Result<Splits> {
@@ -191,13 +183,7 @@ fn load_fashion_mnist_from(dir: &Path) -> Result<Splits> {
     let train = read_idx_pair(train_img, train_lbl)?;
     let test = read_optional_test(&files[2], &files[3], dir)?;
     let names = FASHION_MNIST_CLASSES.map(String::from).to_vec();
-    finish(
-        "fashion-mnist".into(),
-        train,
-        test,
-        Some(names),
-        MNIST_MIN_CLASSES,
-    )
+    finish("fashion-mnist".into(), train, test, Some(names))
 }
 
 fn load_path(path: &Path, name: String) -> Result<Splits> {
@@ -228,7 +214,7 @@ fn load_path(path: &Path, name: String) -> Result<Splits> {
         };
         let train = read_idx_pair(train_img, train_lbl)?;
         let test = read_optional_test(&files[2], &files[3], path)?;
-        return finish(name, train, test, None, MNIST_MIN_CLASSES);
+        return finish(name, train, test, None);
     }
 
     let train_dir = path.join("train");
@@ -240,8 +226,7 @@ fn load_path(path: &Path, name: String) -> Result<Splits> {
         } else {
             None
         };
-        let classes = names.len();
-        return finish(name, train, test, Some(names), classes);
+        return finish(name, train, test, Some(names));
     }
 
     Err(Error::data(
@@ -334,14 +319,14 @@ fn idx_dataset(
     })
 }
 
-/// Checks the splits against each other and sets `num_classes` on both to
-/// `max(min_classes, largest label + 1)`.
+/// Checks the splits against each other and sets `num_classes` on both to the largest label
+/// of either, plus one (and at least the number of class names). Training settles the count
+/// with [`settle_classes`].
 fn finish(
     name: String,
     mut train: Dataset,
     mut test: Option<Dataset>,
     class_names: Option<Vec<String>>,
-    min_classes: usize,
 ) -> Result<Splits> {
     if train.rows == 0 {
         return Err(Error::Dataset(format!(
@@ -370,7 +355,8 @@ fn finish(
             Targets::Values { .. } => None,
         })
         .max();
-    let classes = max_label.map_or(0, |m| m as usize + 1).max(min_classes);
+    let named = class_names.as_ref().map_or(0, Vec::len);
+    let classes = max_label.map_or(0, |m| m as usize + 1).max(named);
     for d in std::iter::once(&mut train).chain(test.as_mut()) {
         if let Targets::Classes { num_classes, .. } = &mut d.targets {
             *num_classes = classes;
@@ -382,6 +368,121 @@ fn finish(
         test,
         class_names,
     })
+}
+
+/// Settles the classes of a classification data set before a model is built on it, and sets
+/// `num_classes` on both splits. Labels that are surely a mistake are refused rather than
+/// grown into outputs (one corrupt byte of 200 in a label file would otherwise make a 201-class
+/// model):
+/// - with `declared` (`--classes N`), every label of both splits must be below N;
+/// - without it, the classes are 0 to the largest training label: each must have training rows,
+///   and every test label must be one of them.
+///
+/// Either way a classifier needs rows of two classes (or a declared second one). Returns the
+/// number of classes, `None` for real-valued targets.
+pub fn settle_classes(splits: &mut Splits, declared: Option<usize>) -> Result<Option<usize>> {
+    let name = &splits.name;
+    let Targets::Classes { labels, .. } = &splits.train.targets else {
+        return match declared {
+            Some(_) => Err(Error::Config(format!(
+                "--classes applies to class labels, but {name} has real-valued targets; drop \
+                 --classes"
+            ))),
+            None => Ok(None),
+        };
+    };
+    let test_labels: &[u32] = match splits.test.as_ref().map(|t| &t.targets) {
+        Some(Targets::Classes { labels, .. }) => labels,
+        _ => &[],
+    };
+    let mut rows: BTreeMap<u32, usize> = BTreeMap::new();
+    for &l in labels {
+        *rows.entry(l).or_default() += 1;
+    }
+    // "3 (dog)" where the data names its classes.
+    let show = |l: u32| match splits.class_names.as_ref().and_then(|n| n.get(l as usize)) {
+        Some(n) => format!("{l} ({n})"),
+        None => l.to_string(),
+    };
+    let classes = match declared {
+        Some(n) => {
+            if n < 2 {
+                return Err(Error::Config(format!(
+                    "--classes must be at least 2 (a classifier chooses between classes), got {n}"
+                )));
+            }
+            if let Some(names) = &splits.class_names
+                && names.len() != n
+            {
+                return Err(Error::Config(format!(
+                    "--classes {n} contradicts {name}, which names {} classes; drop --classes",
+                    names.len()
+                )));
+            }
+            for (split, ls) in [("training", labels.as_slice()), ("test", test_labels)] {
+                if let Some(&l) = ls.iter().find(|&&l| l as usize >= n) {
+                    return Err(Error::Dataset(format!(
+                        "{name}: a {split} row has label {l}, but --classes {n} allows labels 0 \
+                         to {}; raise --classes or fix the label file",
+                        n - 1
+                    )));
+                }
+            }
+            n
+        }
+        None => {
+            let Some((&max, &max_rows)) = rows.last_key_value() else {
+                return Err(Error::Dataset(format!(
+                    "{name}: the training set has no rows"
+                )));
+            };
+            let range = max as usize + 1;
+            if rows.len() == 1 {
+                return Err(Error::Dataset(format!(
+                    "{name}: every training row has label {}; a classifier needs rows of two \
+                     classes or more: add data of another class",
+                    show(max)
+                )));
+            }
+            if rows.len() < range {
+                let empty = range - rows.len();
+                let mut listed: Vec<String> = (0..max)
+                    .filter(|l| !rows.contains_key(l))
+                    .take(3)
+                    .map(|l| l.to_string())
+                    .collect();
+                if empty > 3 {
+                    listed.push("...".into());
+                }
+                return Err(Error::Dataset(format!(
+                    "{name}: the training labels run from 0 to {max}, but {empty} of those \
+                     {range} classes have no rows (labels {}), and label {max} is on {max_rows} \
+                     row{}: fix the label file if it is corrupt, or pass --classes {range} if \
+                     the empty classes are meant",
+                    listed.join(", "),
+                    if max_rows == 1 { "" } else { "s" }
+                )));
+            }
+            if let Some(&l) = test_labels.iter().find(|l| !rows.contains_key(l)) {
+                let n = test_labels.iter().filter(|&&x| x == l).count();
+                return Err(Error::Dataset(format!(
+                    "{name}: {n} test row{} {} label {}, which no training row has, so the \
+                     model cannot learn it: use a test set of the training classes, or pass \
+                     --classes N (above {l}) to score it anyway",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "has" } else { "have" },
+                    show(l)
+                )));
+            }
+            range
+        }
+    };
+    for d in std::iter::once(&mut splits.train).chain(splits.test.as_mut()) {
+        if let Targets::Classes { num_classes, .. } = &mut d.targets {
+            *num_classes = classes;
+        }
+    }
+    Ok(Some(classes))
 }
 
 /// Splits `train` into `(train, validation)`: a seeded shuffle picks `ceil(fraction * rows)`

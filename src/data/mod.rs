@@ -6,10 +6,11 @@
 
 pub mod folder;
 pub mod idx;
+pub mod image_file;
 pub mod synthetic;
 
 mod load;
-pub use load::{DataSource, load, split_validation};
+pub use load::{DataSource, load, settle_classes, split_validation};
 
 /// Feature matrix, row-major `(rows, dim)`.
 #[derive(Clone, Debug, PartialEq)]

@@ -4,11 +4,11 @@
 //! Pixels stay `u8` so that they reach the model through the model's `Scale` in the same
 //! gather op as the training data did.
 
-use crate::data::idx;
+use crate::data::{idx, image_file};
 use crate::model::ModelSpec;
 use crate::{Error, Result};
+use image::DynamicImage;
 use image::imageops::{self, FilterType};
-use image::{DynamicImage, ImageBuffer, Luma};
 use std::ops::Range;
 use std::path::Path;
 
@@ -32,31 +32,20 @@ pub fn image_shape(spec: &ModelSpec) -> Result<(usize, usize)> {
 }
 
 /// Reads a PNG or JPEG and returns its pixels as the model sees them: `height * width`
-/// grayscale bytes, row by row, with 0 the background of white-on-black digits.
+/// grayscale bytes, row by row, with 0 the background of white-on-black digits. The file is
+/// decoded, bounded, by the image-folder reader's decoder.
 pub fn read_image(path: &Path, shape: (usize, usize), invert: bool) -> Result<Vec<u8>> {
-    let img = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        // Decide by content rather than by extension: a PNG named .jpg still loads.
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?
-        .decode()
-        .map_err(|e| Error::data(path, format!("not a readable PNG or JPEG image ({e})")))?;
+    let img = image_file::decode(path)?;
     Ok(image_pixels(&img, shape, invert))
 }
 
-/// Converts an image of any colour mode and bit depth to grayscale, composited over white
-/// where it has transparency (as a viewer shows it), resizes it to `shape` (stretching; no
-/// resampling when it already has that size, so a saved data set sample comes back
-/// unchanged), and inverts it if asked (for dark strokes on a light background).
+/// Converts an image of any colour mode and bit depth to grayscale as the image-folder reader
+/// does (composited over white where it has transparency, as a viewer shows it), resizes it to
+/// `shape` (stretching; no resampling when it already has that size, so a saved data set
+/// sample comes back unchanged), and inverts it if asked (for dark strokes on a light
+/// background).
 pub fn image_pixels(img: &DynamicImage, (h, w): (usize, usize), invert: bool) -> Vec<u8> {
-    let rgba = img.to_rgba32f();
-    let gray: ImageBuffer<Luma<f32>, Vec<f32>> =
-        ImageBuffer::from_fn(rgba.width(), rgba.height(), |x, y| {
-            let [r, g, b, a] = rgba.get_pixel(x, y).0;
-            // Rec. 709 luma, the weights `image`'s own grayscale conversion uses.
-            let luma = 0.2126 * r + 0.7152 * g + 0.0722 * b;
-            Luma([a * luma + (1.0 - a)])
-        });
+    let gray = image_file::gray(img);
     let (w32, h32) = (w as u32, h as u32);
     let sized = if gray.dimensions() == (w32, h32) {
         gray
@@ -65,14 +54,7 @@ pub fn image_pixels(img: &DynamicImage, (h, w): (usize, usize), invert: bool) ->
         // rather than sampled, and it never overshoots [0, 1].
         imageops::resize(&gray, w32, h32, FilterType::Triangle)
     };
-    sized
-        .pixels()
-        .map(|p| {
-            let v = p.0[0].clamp(0.0, 1.0);
-            let v = if invert { 1.0 - v } else { v };
-            (v * 255.0).round() as u8
-        })
-        .collect()
+    image_file::gray_bytes(&sized, invert)
 }
 
 /// A sample range as given on the command line: `A..B` (B excluded), `A..=B`, `A..`, `..B`
@@ -198,7 +180,7 @@ pub fn read_idx_labels(path: &Path, range: &Range<usize>) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::{GrayImage, Rgb, RgbImage, Rgba, RgbaImage};
+    use image::{GrayImage, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 
     #[test]
     fn ranges_parse_and_resolve() {

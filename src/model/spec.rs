@@ -124,6 +124,19 @@ pub struct ModelSpec {
     pub data: Option<String>,
 }
 
+/// Refuses softmax cross-entropy over a single output: the softmax of one logit is 1 whatever
+/// the logit, so every row's loss is exactly 0 and training learns nothing.
+fn check_outputs(loss: LossKind, outputs: usize) -> Result<()> {
+    if loss == LossKind::SoftmaxCrossEntropy && outputs < 2 {
+        return Err(Error::Config(format!(
+            "softmax cross-entropy needs two outputs or more, one per class, but the model has \
+             {outputs}: with one, every loss is exactly 0 and nothing is learned; train on two \
+             classes or more"
+        )));
+    }
+    Ok(())
+}
+
 /// The most parameters a model may have: one buffer holds them all, addressed by 32-bit element
 /// counts, with room for each layer's alignment padding.
 pub const MAX_PARAMETERS: usize = u32::MAX as usize / 2;
@@ -155,6 +168,7 @@ impl ModelSpec {
                 "--dropout must be in [0, 1), got {dropout}"
             )));
         }
+        check_outputs(loss, outputs)?;
         let mut layers = Vec::new();
         let mut width = inputs;
         for &h in hidden {
@@ -267,14 +281,7 @@ impl ModelSpec {
                 "the model has no Dense layer: it would have nothing to learn".into(),
             ));
         }
-        if self.loss == LossKind::SoftmaxCrossEntropy && self.outputs() < 2 {
-            return Err(Error::Config(
-                "softmax cross-entropy needs one output per class, at least two (with one output \
-                 the loss is always 0); for two classes with one output use --loss bce"
-                    .into(),
-            ));
-        }
-
+        check_outputs(self.loss, self.outputs())?;
         // Backends address one buffer with 32-bit element counts; checked arithmetic, since
         // sizes come from flags and model files and their products can overflow.
         let count = self.layers.iter().try_fold(0usize, |acc, l| match *l {
@@ -294,5 +301,25 @@ impl ModelSpec {
                 ))
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One softmax output trains to a loss of exactly 0; the library refuses it both when
+    /// building a model and when checking one read from a file.
+    #[test]
+    fn softmax_cross_entropy_needs_two_outputs() {
+        let ce = LossKind::SoftmaxCrossEntropy;
+        let e = ModelSpec::mlp(4, &[3], 1, Activation::Relu, 0.0, ce).unwrap_err();
+        assert!(e.to_string().contains("needs two outputs or more"), "{e}");
+        let mut spec = ModelSpec::mlp(4, &[3], 1, Activation::Relu, 0.0, LossKind::Mse).unwrap();
+        spec.loss = ce;
+        assert!(spec.validate().is_err());
+        // One sigmoid output is the usual binary classifier.
+        assert!(ModelSpec::mlp(4, &[3], 1, Activation::Relu, 0.0, LossKind::SigmoidBce).is_ok());
+        assert!(ModelSpec::mlp(4, &[3], 2, Activation::Relu, 0.0, ce).is_ok());
     }
 }

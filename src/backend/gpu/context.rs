@@ -108,7 +108,70 @@ const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY;
 
 fn instance() -> wgpu::Instance {
     // WGPU_BACKEND (e.g. `vulkan`) and the other WGPU_* variables narrow the choice.
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+    let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    #[cfg(target_os = "linux")]
+    if desc.backends.contains(wgpu::Backends::VULKAN)
+        && let Some(instance) = compute_only_vulkan_instance(&desc)
+    {
+        return instance;
+    }
+    wgpu::Instance::new(desc)
+}
+
+/// Window-system surface extensions that wgpu enables on every Linux Vulkan instance and that a
+/// compute-only instance leaves out.
+#[cfg(target_os = "linux")]
+const WINDOW_SYSTEM_EXTENSIONS: [&std::ffi::CStr; 3] = [
+    c"VK_KHR_wayland_surface",
+    c"VK_KHR_xcb_surface",
+    c"VK_KHR_xlib_surface",
+];
+
+/// A Vulkan instance without the Wayland, XCB and Xlib surface extensions, which wgpu would
+/// otherwise enable. Mesa's device-selection layer (in every `mesa-vulkan-drivers`) connects to
+/// the Wayland and X servers during adapter enumeration when an instance enables those
+/// extensions, to find the GPU driving the display. Older releases (Debian 12's stock Mesa
+/// 22.3) do so even when no display server is named, and libwayland then prints `error:
+/// XDG_RUNTIME_DIR is invalid or not set in the environment.` on every enumeration on a headless
+/// machine; newer ones first look for WAYLAND_DISPLAY.
+/// Training never presents to a window, so these extensions serve nothing here.
+///
+/// wgpu 30 has no switch for them; its Vulkan backend's instance-creation callback is the hook.
+/// That callback is documented as "must not remove" extensions because wgpu assumes an
+/// available extension is enabled, but for these three the assumption is never relied on:
+/// wgpu-hal 30.0.1 uses them only in `create_surface_from_{wayland,xcb,xlib}`, each of which
+/// first checks that the instance enabled the extension, and this crate creates no surfaces.
+/// `VK_KHR_surface` stays, as the `VK_KHR_swapchain` device extension wgpu always requests
+/// depends on it. On Linux Vulkan is the only backend this crate builds, so an instance from
+/// this one backend loses nothing (wgpu-core keeps its own instance flags at their build
+/// defaults, but the WGPU_DEBUG / WGPU_VALIDATION overrides reach the Vulkan instance through
+/// `hal_desc`). `None` (no Vulkan loader, say) falls back to the default instance, which then
+/// reports no Vulkan adapter as before.
+#[cfg(target_os = "linux")]
+fn compute_only_vulkan_instance(desc: &wgpu::InstanceDescriptor) -> Option<wgpu::Instance> {
+    use wgpu::hal::vulkan::{Api, Instance};
+    let hal_desc = wgpu::hal::InstanceDescriptor {
+        name: "wgpu",
+        flags: desc.flags,
+        memory_budget_thresholds: desc.memory_budget_thresholds,
+        backend_options: desc.backend_options.clone(),
+        telemetry: None,
+        display: None,
+    };
+    // SAFETY: `init_with_callback` has the preconditions of `wgpu::Instance::new`'s own Vulkan
+    // instance creation; the callback removes only extensions whose every use is guarded (see
+    // above). `from_hal` takes a valid instance of the Vulkan backend, which wgpu then owns.
+    unsafe {
+        let hal = Instance::init_with_callback(
+            &hal_desc,
+            Some(Box::new(|args| {
+                args.extensions
+                    .retain(|e| !WINDOW_SYSTEM_EXTENSIONS.contains(e))
+            })),
+        )
+        .ok()?;
+        Some(wgpu::Instance::from_hal::<Api>(hal))
+    }
 }
 
 fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
@@ -347,5 +410,31 @@ impl Context {
 
     fn lock_kernels(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Arc<Kernel>>> {
         self.kernels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::{WINDOW_SYSTEM_EXTENSIONS, instance};
+
+    /// The instance keeps `VK_KHR_surface` (which wgpu's device extensions need) and none of
+    /// the window-system extensions that make Mesa's device-selection layer look for a display
+    /// server (and print about XDG_RUNTIME_DIR on a headless machine).
+    #[test]
+    fn the_vulkan_instance_enables_no_window_system_extension() {
+        let instance = instance();
+        // SAFETY: only reads the list of extensions the instance was created with.
+        let Some(hal) = (unsafe { instance.as_hal::<wgpu::hal::vulkan::Api>() }) else {
+            if std::env::var("WGTRAIN_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("WGTRAIN_REQUIRE_GPU=1 but there is no Vulkan instance");
+            }
+            eprintln!("skipping: no Vulkan loader");
+            return;
+        };
+        let enabled = hal.shared_instance().extensions();
+        assert!(enabled.contains(&c"VK_KHR_surface"), "{enabled:?}");
+        for e in WINDOW_SYSTEM_EXTENSIONS {
+            assert!(!enabled.contains(&e), "{e:?} enabled: {enabled:?}");
+        }
     }
 }
