@@ -36,8 +36,8 @@ fn main() -> wgtrain::Result<()> {
         ..OptimizerConfig::new(OptimizerKind::Adam)
     };
     let mut trainer = Trainer::new(model, 32, adam, 7)?;
-    let reports = fit_dataset(&mut trainer, &data, 150, &mut [])?;
-    let last = reports.last().expect("150 epochs ran");
+    let reports = fit_dataset(&mut trainer, &data, 400, &mut [])?;
+    let last = reports.last().expect("400 epochs ran");
     println!(
         "after {} epochs: training MSE {:.5}, MAE {:.4}",
         last.epoch, last.train_loss, last.train_metric

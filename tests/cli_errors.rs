@@ -1455,3 +1455,50 @@ fn bench_ratio_needs_two_names() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(t.elapsed() < Duration::from_secs(5));
 }
+
+/// Schedule flags that the chosen schedule would ignore, or that leave it nothing to do, and
+/// out-of-range clipping and early stopping.
+#[test]
+fn schedule_clipping_and_early_stopping_flags() {
+    let w = Work::new();
+    w.fails(
+        &["--gamma", "0.5"],
+        1,
+        &["--gamma applies only to --schedule step", "is constant"],
+    );
+    w.fails(
+        &["--schedule", "cosine", "--decay", "0.1"],
+        1,
+        &[
+            "--decay applies only to --schedule inverse-time",
+            "is cosine",
+        ],
+    );
+    w.fails(
+        &["--schedule", "step"],
+        1,
+        &["--schedule step needs --step-epochs"],
+    );
+    w.fails(
+        &[
+            "--schedule",
+            "cosine",
+            "--warmup-epochs",
+            "10",
+            "--epochs",
+            "10",
+        ],
+        1,
+        &["--warmup-epochs 10 leaves nothing of the 10 epochs"],
+    );
+    w.fails(
+        &["--clip-norm", "0"],
+        1,
+        &["--clip-norm must be a finite number > 0"],
+    );
+    w.fails(
+        &["--early-stop", "0"],
+        1,
+        &["--early-stop must be at least 1"],
+    );
+}

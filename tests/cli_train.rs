@@ -366,3 +366,96 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
     assert_eq!(c2.meta.progress.rows_done, 0);
     assert!(c2.meta.progress.step > c.meta.progress.step);
 }
+
+/// Ctrl-C is honoured when every epoch is a single step (a batch larger than the data set):
+/// the step ends an epoch, and the stop is taken there, not after the whole run.
+#[test]
+fn ctrl_c_stops_a_run_of_one_step_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.safetensors");
+    let child = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args([
+            "train",
+            "--backend",
+            "cpu",
+            "--data",
+            "spiral",
+            "--batch-size",
+            "4096",
+            "--epochs",
+            "10000000",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "stderr: {e}");
+    assert!(e.contains("--resume"), "{e}");
+    let c = load_checkpoint(&ck).unwrap();
+    assert!(c.meta.progress.step > 0 && c.meta.progress.epoch < 10_000_000);
+}
+
+/// `--early-stop N` ends the run once the validation loss has not improved for N epochs;
+/// `--schedule` and `--clip-norm` train.
+#[test]
+fn early_stopping_schedules_and_clipping() {
+    let base = [
+        "train",
+        "--backend",
+        "cpu",
+        "--data",
+        "spiral",
+        "--json",
+        "--quiet",
+    ];
+    let run = |extra: &[&str]| {
+        let all: Vec<&str> = base.iter().chain(extra).copied().collect();
+        wgtrain_json(&all, None)
+    };
+    let s = run(&[
+        "--epochs",
+        "2000",
+        "--val-split",
+        "0.2",
+        "--early-stop",
+        "5",
+    ]);
+    let epochs = s["epochs"].as_u64().unwrap();
+    assert!(epochs < 2000, "early stopping never stopped: {s}");
+    for extra in [
+        &[
+            "--schedule",
+            "cosine",
+            "--warmup-epochs",
+            "5",
+            "--clip-norm",
+            "1.0",
+        ][..],
+        &[
+            "--schedule",
+            "step",
+            "--step-epochs",
+            "50",
+            "--gamma",
+            "0.5",
+        ][..],
+        &["--decay", "1e-3"][..],
+    ] {
+        let s = run(extra);
+        let acc = s["test_accuracy"].as_f64().unwrap();
+        assert!(acc > 0.8, "{extra:?}: test accuracy {acc}");
+    }
+}

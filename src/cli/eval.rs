@@ -142,6 +142,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             "split": split_name,
             "backend": backend_name,
             "adapter": adapter,
+            // Parameters and one batch of activations: no gradients, no optimizer state.
+            "memory_bytes": loaded.memory_bytes(),
         });
         let fields = serde_json::to_value(&result)?;
         if let (Some(o), Some(f)) = (out.as_object_mut(), fields.as_object()) {

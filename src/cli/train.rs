@@ -10,7 +10,9 @@ use crate::report::{check_metrics_path, rows_from_history, write_metrics};
 use crate::store::{
     Checkpoint, CheckpointMeta, SavedModel, load_checkpoint, save_checkpoint, save_model,
 };
-use crate::train::{EpochReport, Metrics, Regularization, RunData, Trainer, train_epoch};
+use crate::train::{
+    Control, EarlyStopping, EpochReport, Metrics, Regularization, RunData, Trainer, train_epoch,
+};
 use anyhow::{Context, bail};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
@@ -86,9 +88,39 @@ pub struct TrainArgs {
     #[arg(long)]
     pub nesterov: bool,
 
-    /// Learning-rate decay: lr / (1 + decay * step).
+    /// Learning-rate schedule [default: inverse-time when --decay is given, else constant].
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleKind>,
+
+    /// Learning-rate decay of the inverse-time schedule: lr / (1 + decay * step).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub decay: f32,
+
+    /// Epochs between the step schedule's drops of the learning rate.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub step_epochs: Option<usize>,
+
+    /// Factor of each of the step schedule's drops.
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    pub gamma: f32,
+
+    /// Epochs of the cosine schedule's linear warm-up.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub warmup_epochs: usize,
+
+    /// Clip the gradient to this global norm before each update (PyTorch's clip_grad_norm_).
+    #[arg(long, value_name = "NORM", allow_negative_numbers = true)]
+    pub clip_norm: Option<f32>,
+
+    /// Stop when the validation loss (the training loss without --val-split) has not improved
+    /// for N epochs.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub early_stop: Option<usize>,
 
     /// AdamW's decoupled weight decay.
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.01)]
@@ -149,6 +181,20 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
+/// The learning-rate schedules `--schedule` offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleKind {
+    /// The same rate throughout.
+    Constant,
+    /// lr / (1 + decay * step), with --decay.
+    InverseTime,
+    /// The rate times --gamma every --step-epochs epochs.
+    Step,
+    /// Linear warm-up over --warmup-epochs, then half a cosine down to 0 at the last epoch.
+    Cosine,
+}
+
 /// Defaults that depend on the data: small synthetic sets need a small network, many epochs
 /// and a larger step.
 struct Preset {
@@ -192,6 +238,20 @@ struct Settings {
     momentum: f32,
     nesterov: bool,
     decay: f32,
+    /// Absent from checkpoints written before the flag existed: inverse-time with --decay,
+    /// else constant.
+    #[serde(default)]
+    schedule: Option<ScheduleKind>,
+    #[serde(default)]
+    step_epochs: Option<usize>,
+    #[serde(default = "default_gamma")]
+    gamma: f32,
+    #[serde(default)]
+    warmup_epochs: usize,
+    #[serde(default)]
+    clip_norm: Option<f32>,
+    #[serde(default)]
+    early_stop: Option<usize>,
     weight_decay: f32,
     epochs: usize,
     batch_size: usize,
@@ -214,9 +274,13 @@ fn show_setting(v: &serde_json::Value) -> String {
     }
 }
 
+fn default_gamma() -> f32 {
+    0.1
+}
+
 /// Flags that may differ from the checkpoint's on `--resume` (they do not change the model or
 /// the sequence of updates).
-const RESUME_FREE: [&str; 1] = ["epochs"];
+const RESUME_FREE: [&str; 2] = ["epochs", "early_stop"];
 
 impl Settings {
     fn from_args(a: &TrainArgs) -> Settings {
@@ -236,6 +300,17 @@ impl Settings {
             momentum: a.momentum,
             nesterov: a.nesterov,
             decay: a.decay,
+            // The schedule actually used: --decay alone means inverse-time.
+            schedule: Some(a.schedule.unwrap_or(if a.decay > 0.0 {
+                ScheduleKind::InverseTime
+            } else {
+                ScheduleKind::Constant
+            })),
+            step_epochs: a.step_epochs,
+            gamma: a.gamma,
+            warmup_epochs: a.warmup_epochs,
+            clip_norm: a.clip_norm,
+            early_stop: a.early_stop,
             weight_decay: a.weight_decay,
             epochs: a.epochs.unwrap_or(p.epochs),
             batch_size: a.batch_size,
@@ -267,6 +342,9 @@ impl Settings {
         if m.value_source("epochs") == Some(ValueSource::CommandLine) {
             s.epochs = a.epochs.unwrap_or(s.epochs);
         }
+        if m.value_source("early_stop") == Some(ValueSource::CommandLine) {
+            s.early_stop = a.early_stop;
+        }
         Ok(s)
     }
 
@@ -288,17 +366,51 @@ impl Settings {
         {
             bail!("--val-split must be in [0, 1) (0: no validation set), got {v}");
         }
-        self.optimizer_config().validate()?;
+        if self.schedule == Some(ScheduleKind::Step) && self.step_epochs.is_none() {
+            bail!("--schedule step needs --step-epochs N, the epochs between drops");
+        }
+        if self.step_epochs == Some(0) {
+            bail!("--step-epochs must be at least 1");
+        }
+        if self.schedule == Some(ScheduleKind::Cosine) && self.warmup_epochs >= self.epochs {
+            bail!(
+                "--warmup-epochs {} leaves nothing of the {} epochs for the cosine schedule to anneal; use fewer",
+                self.warmup_epochs,
+                self.epochs
+            );
+        }
+        if let Some(c) = self.clip_norm
+            && !(c.is_finite() && c > 0.0)
+        {
+            bail!("--clip-norm must be a finite number > 0, got {c}");
+        }
+        if self.early_stop == Some(0) {
+            bail!("--early-stop must be at least 1 (epochs without improvement)");
+        }
+        self.optimizer_config(1).validate()?;
         self.regularization().validate()?;
         Ok(())
     }
 
-    fn optimizer_config(&self) -> OptimizerConfig {
+    /// The optimizer, its schedule in steps for `steps_per_epoch` steps per epoch.
+    fn optimizer_config(&self, steps_per_epoch: u64) -> OptimizerConfig {
         let mut o = OptimizerConfig::new(self.optimizer);
         o.lr = self.lr;
-        if self.decay > 0.0 {
-            o.schedule = Schedule::InverseTime { decay: self.decay };
-        }
+        let epochs = |n: usize| n as u64 * steps_per_epoch;
+        o.schedule = match self.schedule {
+            Some(ScheduleKind::Constant) => Schedule::Constant,
+            Some(ScheduleKind::Step) => Schedule::Step {
+                every: epochs(self.step_epochs.unwrap_or(1)),
+                gamma: self.gamma,
+            },
+            Some(ScheduleKind::Cosine) => Schedule::Cosine {
+                warmup: epochs(self.warmup_epochs),
+                total: epochs(self.epochs),
+            },
+            Some(ScheduleKind::InverseTime) => Schedule::InverseTime { decay: self.decay },
+            None if self.decay > 0.0 => Schedule::InverseTime { decay: self.decay },
+            None => Schedule::Constant,
+        };
         if self.optimizer == OptimizerKind::Sgd {
             o.momentum = self.momentum;
             o.nesterov = self.nesterov;
@@ -319,6 +431,21 @@ impl Settings {
                         "--{flag} applies only to --optimizer sgd, and this run uses {optimizer}; drop --{flag} or use --optimizer sgd"
                     );
                 }
+            }
+        }
+        let schedule = self.schedule.unwrap_or(ScheduleKind::Constant);
+        for (flag, applies, to) in [
+            ("decay", ScheduleKind::InverseTime, "inverse-time"),
+            ("step_epochs", ScheduleKind::Step, "step"),
+            ("gamma", ScheduleKind::Step, "step"),
+            ("warmup_epochs", ScheduleKind::Cosine, "cosine"),
+        ] {
+            if schedule != applies && super::given(m, flag) {
+                let flag = flag.replace('_', "-");
+                let used = value_name(&schedule);
+                bail!(
+                    "--{flag} applies only to --schedule {to}, and this run's schedule is {used}; drop --{flag} or use --schedule {to}"
+                );
             }
         }
         if self.optimizer != OptimizerKind::Adamw && super::given(m, "weight_decay") {
@@ -465,13 +592,16 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         Some(c) => Model::with_params(backend, spec, &c.model.params)?,
         None => Model::new(backend, spec, settings.seed)?,
     };
+    let batch = settings.batch_size.min(largest);
+    let steps_per_epoch = train.rows.div_ceil(batch) as u64;
     let mut trainer = Trainer::new(
         model,
-        settings.batch_size.min(largest),
-        settings.optimizer_config(),
+        batch,
+        settings.optimizer_config(steps_per_epoch),
         settings.seed,
     )?
-    .with_regularization(settings.regularization())?;
+    .with_regularization(settings.regularization())?
+    .with_clip_norm(settings.clip_norm)?;
     let mut history: Vec<EpochReport> = Vec::new();
     if let Some(c) = &resumed {
         trainer.restore(
@@ -566,23 +696,61 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             None => e,
         }
     };
+    // Ctrl-C: a checkpoint where training stands, and a message that says how to go on.
+    let interrupted = |trainer: &mut Trainer, history: &[EpochReport]| -> anyhow::Error {
+        let path = checkpoint_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
+        if let Err(e) = write_checkpoint(trainer, history, &path) {
+            return e;
+        }
+        let p = &trainer.progress;
+        let at = if p.rows_done > 0 {
+            format!("in epoch {} after step {}", p.epoch + 1, p.step)
+        } else {
+            format!("after epoch {}", p.epoch)
+        };
+        Error::Interrupted(format!(
+            "stopped {at}; checkpoint written to {}; continue with `wgtrain train --resume {}`",
+            path.display(),
+            path.display()
+        ))
+        .into()
+    };
+    let mut early = settings.early_stop.map(EarlyStopping::new);
     while trainer.progress.epoch < settings.epochs {
-        let epoch = train_epoch(&mut trainer, data, &mut [&mut console]);
-        let Some((report, _)) = epoch.map_err(|e| diverged(e.into(), &kept))? else {
-            let path = checkpoint_path
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
-            write_checkpoint(&mut trainer, &history, &path)?;
-            return Err(Error::Interrupted(format!(
-                "stopped in epoch {} after step {}; checkpoint written to {}; continue with `wgtrain train --resume {}`",
-                trainer.progress.epoch + 1,
-                trainer.progress.step,
-                path.display(),
-                path.display()
-            ))
-            .into());
+        // Between epochs too: a Ctrl-C during an epoch's evaluation stops before the next.
+        if STOP.load(Ordering::SeqCst) {
+            return Err(interrupted(&mut trainer, &history));
+        }
+        let epoch = match early.as_mut() {
+            Some(e) => train_epoch(&mut trainer, data, &mut [&mut console, e]),
+            None => train_epoch(&mut trainer, data, &mut [&mut console]),
+        };
+        let Some((report, control)) = epoch.map_err(|e| diverged(e.into(), &kept))? else {
+            return Err(interrupted(&mut trainer, &history));
         };
         history.push(report);
+        if control == Control::Stop
+            && let Some(e) = &early
+        {
+            if !args.quiet {
+                eprintln!(
+                    "early stop: the {} loss has not improved for {} epochs (best {:.4})",
+                    if val.is_some() {
+                        "validation"
+                    } else {
+                        "training"
+                    },
+                    e.patience,
+                    e.best()
+                );
+            }
+            if let Some(p) = &args.metrics {
+                write_metrics(p, &rows_from_history(&history, task)).context("writing metrics")?;
+            }
+            break;
+        }
         if let Some(p) = &args.metrics {
             write_metrics(p, &rows_from_history(&history, task)).context("writing metrics")?;
         }

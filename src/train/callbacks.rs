@@ -104,8 +104,7 @@ impl Callback for EarlyStopping {
     }
 }
 
-/// Saves the model to `path` whenever the watched loss (validation, else test, else training)
-/// improves.
+/// Saves the model to `path` whenever the watched loss (validation, else training) improves.
 #[derive(Clone, Debug)]
 pub struct SaveBest {
     pub path: PathBuf,
