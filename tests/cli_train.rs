@@ -304,44 +304,49 @@ fn resume_with_contradicting_flags_fails() {
     );
 }
 
-/// Ctrl-C finishes the step, writes a checkpoint and exits with 130; resuming from it
-/// continues the interrupted epoch and finishes the run.
-#[test]
-fn ctrl_c_writes_a_checkpoint_that_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let ck = dir.path().join("ck.safetensors");
+/// Trains on the CPU with `args`, sends Ctrl-C (SIGINT) once training is under way, and asserts
+/// that the run stopped within seconds with status 130, a checkpoint at `ck` and the command
+/// that resumes it.
+fn interrupt(args: &[&str], ck: &std::path::Path) {
     let child = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
-        .args([
-            "train",
-            "--backend",
-            "cpu",
-            "--hidden",
-            "64",
-            "--batch-size",
-            "16",
-            "--epochs",
-            "50",
-            "--checkpoint",
-            ck.to_str().unwrap(),
-        ])
+        .args(["train", "--backend", "cpu", "--quiet", "--checkpoint"])
+        .arg(ck)
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Let it get into training, then interrupt.
     std::thread::sleep(Duration::from_millis(1500));
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
+    // A run that ignores the interrupt is killed and fails the test rather than hang it.
     let started = Instant::now();
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("wgtrain train {args:?} did not stop within 20 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let out = child.wait_with_output().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(20));
     let e = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "stderr: {e}");
     assert!(e.contains("--resume"), "{e}");
     assert!(!e.contains("panicked"), "{e}");
+}
+
+/// Ctrl-C finishes the step, writes a checkpoint and exits with 130; resuming from it
+/// continues the interrupted epoch and finishes the run.
+#[test]
+fn ctrl_c_writes_a_checkpoint_that_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.safetensors");
+    let args = ["--hidden", "64", "--batch-size", "16", "--epochs", "50"];
+    interrupt(&args, &ck);
     let c = load_checkpoint(&ck).unwrap();
     assert!(c.meta.progress.step > 0);
     assert!(c.meta.progress.epoch < 50);
@@ -373,37 +378,15 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
 fn ctrl_c_stops_a_run_of_one_step_epochs() {
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck.safetensors");
-    let child = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
-        .args([
-            "train",
-            "--backend",
-            "cpu",
-            "--data",
-            "spiral",
-            "--batch-size",
-            "4096",
-            "--epochs",
-            "10000000",
-            "--checkpoint",
-            ck.to_str().unwrap(),
-            "--quiet",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    let out = child.wait_with_output().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(20));
-    let e = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "stderr: {e}");
-    assert!(e.contains("--resume"), "{e}");
+    let args = [
+        "--data",
+        "spiral",
+        "--batch-size",
+        "4096",
+        "--epochs",
+        "10000000",
+    ];
+    interrupt(&args, &ck);
     let c = load_checkpoint(&ck).unwrap();
     assert!(c.meta.progress.step > 0 && c.meta.progress.epoch < 10_000_000);
 }
