@@ -419,3 +419,23 @@ fn resuming_where_training_stopped_is_bitwise_exact() {
         );
     }
 }
+
+/// Rows are counted in integers: 2^24 + 1 rows, one more than f32 counts exactly, are all
+/// counted (an f32 row counter, as the metrics accumulator once held, says 2^24).
+#[test]
+fn more_rows_than_f32_counts_are_counted() {
+    use wgtrain::model::{Model, Sequential};
+    let rows = (1usize << 24) + 1;
+    let x = ndarray::Array2::<f32>::zeros((rows, 1));
+    let labels: Vec<u32> = (0..rows).map(|i| (i % 2) as u32).collect();
+    let data = Dataset::classification(x.view(), &labels, 2).unwrap();
+    drop(x);
+    let spec = Sequential::new(1).dense(2).cross_entropy().unwrap();
+    let mut model = Model::new(Box::new(CpuBackend::new()), spec, 1).unwrap();
+    model.set_batch_size(1 << 22).unwrap();
+    let resident = model.upload(&data).unwrap();
+    let m = model.evaluate(&resident).unwrap();
+    assert_eq!(m.rows, rows);
+    // Zero inputs: every row gets the same logits, so half the rows are right.
+    assert!((m.metric - 0.5).abs() < 1e-3, "{m:?}");
+}
