@@ -45,22 +45,34 @@ impl OptimizerKind {
 /// Everything that defines the optimizer's behaviour.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerConfig {
+    /// The update rule.
     pub kind: OptimizerKind,
     /// The base learning rate; [`OptimizerConfig::schedule`] scales it per step.
     pub lr: f32,
     /// How the learning rate changes with the step.
     #[serde(default)]
     pub schedule: Schedule,
+    /// SGD's momentum, in [0, 1); 0 for plain SGD. The other rules ignore it.
     pub momentum: f32,
+    /// Nesterov momentum for SGD; needs `momentum` > 0.
     pub nesterov: bool,
+    /// Adam's decay of the first moment (the gradient's moving average), in [0, 1).
     pub beta1: f32,
-    /// Adam's beta2, RMSprop's rho.
+    /// Adam's decay of the second moment, RMSprop's rho (its squared-gradient average's
+    /// decay), in [0, 1).
     pub beta2: f32,
+    /// Added to the denominator of Adagrad, RMSprop and Adam(W) against division by zero; finite
+    /// and >= 0.
     pub eps: f32,
+    /// AdamW's decoupled weight decay: each step multiplies the parameters by
+    /// `1 - lr · weight_decay`. Finite and >= 0; the other rules ignore it.
     pub weight_decay: f32,
 }
 
 impl OptimizerConfig {
+    /// The usual defaults for `kind`: its [`OptimizerKind::default_lr`], a constant schedule,
+    /// momentum 0.9 for SGD, betas 0.9/0.999 (rho 0.9 for RMSprop), eps 1e-7 (Adagrad, RMSprop) or
+    /// 1e-8, weight decay 0.01 for AdamW.
     pub fn new(kind: OptimizerKind) -> Self {
         OptimizerConfig {
             kind,
@@ -87,6 +99,8 @@ impl OptimizerConfig {
         }
     }
 
+    /// Checks every setting is in range (the messages name the command-line flag);
+    /// [`Error::Config`] for the first that is not.
     pub fn validate(&self) -> Result<()> {
         let finite_nonneg = |name: &str, v: f32| {
             if v.is_finite() && v >= 0.0 {
@@ -159,12 +173,26 @@ pub enum Schedule {
     #[default]
     Constant,
     /// `lr / (1 + decay · t)`, as in "Neural Networks from Scratch".
-    InverseTime { decay: f32 },
+    InverseTime {
+        /// How fast the rate falls: it halves by step `1 / decay`. Finite and >= 0.
+        decay: f32,
+    },
     /// `lr · gamma^⌊t / every⌋`: the rate times `gamma` every `every` steps.
-    Step { every: u64, gamma: f32 },
+    Step {
+        /// Steps between two reductions; at least 1.
+        every: u64,
+        /// The factor applied at each reduction, > 0 (below 1 to decay).
+        gamma: f32,
+    },
     /// Linear warm-up from 0 over `warmup` steps, then half a cosine from the base rate down to
     /// 0 at step `total`.
-    Cosine { warmup: u64, total: u64 },
+    Cosine {
+        /// Steps of the linear warm-up; 0 for none.
+        warmup: u64,
+        /// The step at which the rate reaches 0 and stays there; more than `warmup`. Usually
+        /// the run's total number of optimizer steps (epochs times batches per epoch).
+        total: u64,
+    },
 }
 
 impl Schedule {
@@ -199,6 +227,7 @@ impl Schedule {
         }
     }
 
+    /// Checks the schedule's parameters are in range: [`Error::Config`] otherwise.
     pub fn validate(&self) -> Result<()> {
         match *self {
             Schedule::Constant => Ok(()),
@@ -226,17 +255,23 @@ impl Schedule {
 /// `Σ l1·|w| + l2·w²` over each part.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Regularization {
+    /// L1 strength on the weights, >= 0.
     pub l1_weights: f32,
+    /// L2 strength on the weights, >= 0.
     pub l2_weights: f32,
+    /// L1 strength on the biases, >= 0.
     pub l1_biases: f32,
+    /// L2 strength on the biases, >= 0.
     pub l2_biases: f32,
 }
 
 impl Regularization {
+    /// Whether every strength is 0 (no penalty at all).
     pub fn is_zero(&self) -> bool {
         *self == Regularization::default()
     }
 
+    /// Checks every strength is finite and >= 0: [`Error::Config`] otherwise.
     pub fn validate(&self) -> Result<()> {
         for (name, v) in [
             ("--l1", self.l1_weights),

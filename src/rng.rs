@@ -13,6 +13,8 @@ pub struct Rng {
 }
 
 impl Rng {
+    /// A generator starting from `seed` (any value, 0 included: SplitMix64 has no weak seeds).
+    /// `Rng::new(g.state())` continues where `g` stands.
     pub fn new(seed: u64) -> Self {
         Rng { state: seed }
     }
@@ -22,6 +24,7 @@ impl Rng {
         self.state
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;

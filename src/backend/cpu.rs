@@ -98,6 +98,7 @@ pub struct CpuBackend {
 }
 
 impl CpuBackend {
+    /// A backend with no allocations. It cannot fail: memory is claimed per allocation.
     pub fn new() -> Self {
         CpuBackend::default()
     }

@@ -14,7 +14,9 @@ use crate::ops::Op;
 /// Element type of an allocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit floats: activations, parameters, gradients and data stored as floats.
     F32,
+    /// 32-bit unsigned integers: labels, row indices.
     U32,
     /// Bytes; the GPU packs four to a word.
     U8,
@@ -24,17 +26,24 @@ pub enum DType {
 /// parameter buffer) are how the optimizer updates all parameters in one op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Buf {
+    /// The allocation this view lies in, as numbered by the backend that made it with
+    /// [`Backend::alloc`]. Handles are meaningful only on that backend.
     pub id: u32,
+    /// Where the view starts, in elements (not bytes) from the allocation's start.
     pub offset: u32,
+    /// Length of the view, in elements.
     pub len: u32,
+    /// Element type of the whole allocation; ops check it against what they need.
     pub dtype: DType,
 }
 
 impl Buf {
+    /// Length of the view, in elements.
     pub fn len(&self) -> usize {
         self.len as usize
     }
 
+    /// Whether the view holds no elements.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -65,10 +74,15 @@ pub(crate) fn check_write(dst: Buf, len: usize, dtype: DType) -> Result<()> {
 /// `bytes`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelTime {
+    /// The op and its shape, as [`crate::ops::OpLabel::name`] gives it.
     pub name: String,
+    /// How many dispatches with this name ran.
     pub calls: usize,
+    /// Device time of all those dispatches together, in seconds.
     pub seconds: f64,
+    /// Floating-point operations of one call.
     pub flops: f64,
+    /// Fewest bytes one call must read and write.
     pub bytes: f64,
 }
 
@@ -82,12 +96,17 @@ pub trait Backend {
 
     /// A new zeroed allocation of `len` elements; returns the whole view.
     fn alloc(&mut self, dtype: DType, len: usize, label: &str) -> Result<Buf>;
+    /// Writes `data` to the start of `dst`, an `F32` view at least `data.len()` long; an error
+    /// otherwise.
     fn write_f32(&mut self, dst: Buf, data: &[f32]) -> Result<()>;
+    /// Writes `data` to the start of `dst`, a `U32` view at least `data.len()` long; an error
+    /// otherwise.
     fn write_u32(&mut self, dst: Buf, data: &[u32]) -> Result<()>;
     /// Writes bytes to a `U8` view whose offset is a multiple of 4.
     fn write_u8(&mut self, dst: Buf, data: &[u8]) -> Result<()>;
     /// Runs everything recorded so far and returns the contents of `src`.
     fn read_f32(&mut self, src: Buf) -> Result<Vec<f32>>;
+    /// Runs everything recorded so far and returns the contents of `src`, a `U32` view.
     fn read_u32(&mut self, src: Buf) -> Result<Vec<u32>>;
     /// Submits recorded work without waiting for it.
     fn flush(&mut self) -> Result<()>;
@@ -133,7 +152,23 @@ pub enum BackendChoice {
 }
 
 /// Opens the backend the user chose. Returns it with a one-line notice when `auto` fell back
-/// to the CPU.
+/// to the CPU. `adapter` picks a GPU adapter by its index in [`gpu::list_adapters`] (the
+/// first hardware one by default).
+///
+/// [`BackendChoice::Auto`] takes a hardware GPU where there is one and the CPU otherwise; a
+/// software GPU driver (lavapipe, WARP, SwiftShader) counts as none unless `adapter` names it.
+/// [`BackendChoice::Gpu`] fails with [`crate::Error::NoAdapter`] where there is no adapter.
+///
+/// ```
+/// use wgtrain::backend::{self, BackendChoice, DType};
+///
+/// let (mut b, notice) = backend::create(BackendChoice::Cpu, None)?;
+/// assert_eq!((b.name(), b.adapter(), notice), ("cpu", None, None));
+/// let x = b.alloc(DType::F32, 3, "x")?;
+/// b.write_f32(x, &[1.0, 2.0, 3.0])?;
+/// assert_eq!(b.read_f32(x)?, [1.0, 2.0, 3.0]);
+/// # Ok::<(), wgtrain::Error>(())
+/// ```
 pub fn create(
     choice: BackendChoice,
     adapter: Option<usize>,

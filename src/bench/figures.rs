@@ -17,9 +17,13 @@ use std::time::Instant;
 /// One measured figure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Figure {
+    /// What was measured, in plain ASCII so peers can report the same figure, e.g. "matmul fwd
+    /// 128x784x256" or "train b128".
     pub name: String,
+    /// The unit of every value: "GFLOP/s", "GB/s", "samples/s", "s", "us" or "count".
     pub unit: String,
     #[serde(flatten)]
+    /// Median, min and max over the repeated runs.
     pub spread: Spread,
     /// The best value the hardware allows for this figure, from the measured matmul peak and
     /// memory bandwidth (in the figure's unit), where one is known.
@@ -30,9 +34,12 @@ pub struct Figure {
 /// The figures of one column of the table: a backend of ours or a peer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Column {
+    /// "cpu", "gpu", or the name a peer reports for itself.
     pub name: String,
     #[serde(default)]
+    /// The adapter or device the column ran on, where known.
     pub device: Option<String>,
+    /// The figures, in the order they were measured.
     pub figures: Vec<Figure>,
     /// How the column's "step b128:" figures were timed (a [`BreakdownSource`] described),
     /// where it has them.
@@ -49,6 +56,7 @@ pub struct Plan {
     pub batches: Vec<usize>,
     /// Epochs timed per batch size (after one warm-up epoch).
     pub epochs: usize,
+    /// How often each figure is run, and the time budget for its repeats.
     pub repeats: Repeats,
 }
 
@@ -232,7 +240,9 @@ impl BreakdownSource {
 /// One op of a step breakdown: what it is and costs, and its mean seconds per call.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpTime {
+    /// The op, its shape and its cost.
     pub op: OpLabel,
+    /// Mean seconds per call.
     pub seconds: f64,
 }
 

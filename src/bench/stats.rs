@@ -7,12 +7,16 @@ use std::time::Instant;
 /// Median, min and max of repeated runs, in the figure's unit.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Spread {
+    /// The median run.
     pub median: f64,
+    /// The smallest run.
     pub min: f64,
+    /// The largest run.
     pub max: f64,
 }
 
 impl Spread {
+    /// The median, min and max of `v`, which must not be empty (it panics otherwise).
     pub fn of(mut v: Vec<f64>) -> Spread {
         assert!(!v.is_empty());
         v.sort_by(|a, b| a.total_cmp(b));
@@ -42,7 +46,9 @@ impl Spread {
 /// How many times to run something.
 #[derive(Clone, Copy, Debug)]
 pub struct Repeats {
+    /// Unmeasured runs first, to warm caches, compile kernels and settle clocks.
     pub warmup: usize,
+    /// The most measured runs.
     pub runs: usize,
     /// Stop adding runs once this many seconds were spent (at least one run is kept), so one
     /// slow adapter does not make the whole harness take minutes.

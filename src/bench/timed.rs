@@ -15,7 +15,10 @@ use std::time::Instant;
 /// Op name -> its calls, total seconds and cost, shared with whoever reads the breakdown.
 pub type OpTimes = Rc<RefCell<BTreeMap<String, KernelTime>>>;
 
+/// A backend that runs each op on `inner`, then syncs and records the op's time by name: the per-op
+/// breakdown where the device has no timestamp queries.
 pub struct Timed {
+    /// The backend that runs the ops.
     pub inner: Box<dyn Backend>,
     times: OpTimes,
 }

@@ -34,6 +34,9 @@ pub struct TrainArgs {
 
     /// Data: mnist-sample (bundled), fashion-mnist (Debian package), spiral, sine, or a
     /// directory of IDX files or of image folders (ROOT/train/<label>/*.png).
+    // Clap prints this comment as the flag's help, so `<label>` stays as it is rather than in
+    // backticks, and rustdoc is told it is not an HTML tag.
+    #[allow(rustdoc::invalid_html_tags)]
     #[arg(long, default_value = "mnist-sample")]
     pub data: String,
 

@@ -36,8 +36,11 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// A decoded IDX image file: `count` images of `height x width` pixels, row-major.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdxImages {
+    /// Images in the file.
     pub count: usize,
+    /// Pixel rows per image (28 for MNIST).
     pub height: usize,
+    /// Pixel columns per image (28 for MNIST).
     pub width: usize,
     /// `count * height * width` bytes: image by image, each row by row.
     pub pixels: Vec<u8>,

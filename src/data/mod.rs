@@ -26,11 +26,20 @@ pub enum Features {
 pub enum Targets {
     /// One class index per row, each `< num_classes`.
     Classes {
+        /// The class of each row, (rows,).
         labels: Vec<u32>,
+        /// How many classes there are (labels 0 to `num_classes - 1`), at least 1. A classifier
+        /// has one output per class, except a single-output sigmoid (BCE) model of two.
+        /// Classes without rows are allowed here.
         num_classes: usize,
     },
     /// `dim` real values per row, row-major `(rows, dim)`.
-    Values { values: Vec<f32>, dim: usize },
+    Values {
+        /// The targets, (rows, dim) row-major, all finite.
+        values: Vec<f32>,
+        /// Targets per row: the model's outputs.
+        dim: usize,
+    },
 }
 
 /// How `u8` pixels become model inputs.
@@ -54,14 +63,20 @@ impl Scale {
     }
 }
 
+/// A table of samples: `rows` rows of `dim` features, with a class label or target values per
+/// row. Build one from arrays in memory with [`Dataset::classification`],
+/// [`Dataset::regression`] or [`Dataset::images`], or read one with [`load`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
+    /// Samples in the set; at least 1.
     pub rows: usize,
     /// Features per row (`height * width` for images).
     pub dim: usize,
     /// `(height, width)` for image data, `(1, dim)` otherwise.
     pub image_shape: (usize, usize),
+    /// The features, (rows, dim) row-major.
     pub features: Features,
+    /// What each row should predict.
     pub targets: Targets,
 }
 
@@ -116,7 +131,25 @@ impl Dataset {
     }
 
     /// A regression set from rows of features `x`: (rows, dim) and of targets `y`:
-    /// (rows, outputs) in memory.
+    /// (rows, outputs) in memory. Features and targets must be finite, and as many rows of
+    /// each; [`crate::Error::Dataset`] says which rule a set breaks.
+    ///
+    /// ```
+    /// use ndarray::{array, s};
+    /// use wgtrain::data::Dataset;
+    ///
+    /// // One feature, two targets per row: y = (x, -x).
+    /// let x = array![[0.0f32], [0.5], [1.0]];
+    /// let y = array![[0.0f32, 0.0], [0.5, -0.5], [1.0, -1.0]];
+    /// let d = Dataset::regression(x.view(), y.view())?;
+    /// assert_eq!((d.rows, d.dim, d.output_dim(), d.num_classes()), (3, 1, 2, None));
+    ///
+    /// // Fewer rows of targets than of features, or a NaN, is refused.
+    /// assert!(Dataset::regression(x.view(), y.slice(s![..2, ..])).is_err());
+    /// let nan = array![[f32::NAN], [0.5], [1.0]];
+    /// assert!(Dataset::regression(nan.view(), y.view()).is_err());
+    /// # Ok::<(), wgtrain::Error>(())
+    /// ```
     pub fn regression(
         x: ndarray::ArrayView2<f32>,
         y: ndarray::ArrayView2<f32>,
@@ -207,6 +240,7 @@ impl Dataset {
         })
     }
 
+    /// The class count of a classification set; `None` for a regression set.
     pub fn num_classes(&self) -> Option<usize> {
         match &self.targets {
             Targets::Classes { num_classes, .. } => Some(*num_classes),
@@ -296,6 +330,7 @@ fn classes_of(labels: &[u32], classes: usize) -> crate::Result<Targets> {
 pub struct Splits {
     /// A short name for messages and summaries ("mnist-sample", a path, ...).
     pub name: String,
+    /// The training set.
     pub train: Dataset,
     /// The test set; `None` only where the source has none.
     pub test: Option<Dataset>,

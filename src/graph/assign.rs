@@ -13,6 +13,7 @@ use crate::{Error, Result};
 /// One buffer shared by temporaries whose lifetimes do not overlap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot {
+    /// Element type of every value it holds.
     pub dtype: DType,
     /// Elements: the largest value it holds.
     pub len: usize,
@@ -23,6 +24,7 @@ pub struct Slot {
 pub struct Assignment {
     /// Per value of the plan: its slot, for temporaries that some op writes.
     pub slot_of: Vec<Option<usize>>,
+    /// The slots, each one buffer of the program.
     pub slots: Vec<Slot>,
 }
 

@@ -21,6 +21,7 @@ pub struct Training {
     /// The update's hyper-parameters; the step-dependent ones (learning rate, bias
     /// corrections) are replaced at each step.
     pub update: UpdateParams,
+    /// The L1/L2 penalties; a part with both at 0 gets no penalty op.
     pub regularization: Regularization,
     /// Gradient clipping by global norm, when set.
     pub clip_norm: Option<f32>,

@@ -15,6 +15,40 @@
 //!    its value was written (tests run it on every plan they build; debug builds on every plan).
 //! 4. [`Program`]: the plan on a backend, every op's shape rule checked once, replayed per step
 //!    with only the batch's offset, the dropout streams and the optimizer's scalars changing.
+//!
+//! A [`Recipe`] compiles plans without a backend, which is how `wgtrain plan` prints them:
+//!
+//! ```
+//! use wgtrain::graph::lower::Training;
+//! use wgtrain::graph::{Mode, Persistent, PlanOptions, Recipe};
+//! use wgtrain::model::{ParamLayout, Sequential};
+//! use wgtrain::ops::Op;
+//! use wgtrain::optim::{OptimizerConfig, OptimizerKind, Regularization};
+//!
+//! let spec = Sequential::new(784).dense(128).relu().dense(10).cross_entropy()?;
+//! let recipe = Recipe {
+//!     layout: ParamLayout::new(&spec),
+//!     spec,
+//!     mode: Mode::Train,
+//!     training: Some(Training {
+//!         update: OptimizerConfig::new(OptimizerKind::Adam).update_params(0),
+//!         regularization: Regularization::default(),
+//!         clip_norm: None,
+//!     }),
+//!     // No buffers: enough to compile and print, not to run.
+//!     persistent: Persistent::default(),
+//!     options: PlanOptions { fuse: true },
+//!     batch: 64,
+//! };
+//! let plan = recipe.plan(64);
+//! print!("{plan}"); // one line per op: its name and shape, what it reads -> what it writes
+//! // Gather (+labels), 2 products (the first +relu), loss (+metrics), 2 weight-gradient
+//! // products (+bias gradients), 1 input-gradient product (×relu'), the update.
+//! assert_eq!(plan.ops.len(), 8);
+//! assert!(plan.to_string().starts_with("Train plan, 64 rows, 8 ops:"));
+//! assert!(matches!(plan.ops.last(), Some(Op::Update(_))));
+//! # Ok::<(), wgtrain::Error>(())
+//! ```
 
 pub mod assign;
 pub mod fuse;

@@ -36,17 +36,21 @@ pub enum ValueKind {
     /// An intermediate of one step (activations, gradients of activations): gets a buffer by
     /// liveness.
     Temp,
-    /// The flat parameters, their gradients and the optimizer's two state vectors (the model's
-    /// and the trainer's own buffers, which live across steps).
+    /// The model's flat parameters, which live across steps like the trainer's buffers below.
     Params,
+    /// The gradients of the flat parameters, in the same layout (the trainer's).
     Grads,
+    /// The optimizer's first state vector (the trainer's), laid out as the parameters.
     State1,
+    /// The optimizer's second state vector (the trainer's), laid out as the parameters.
     State2,
     /// The metrics accumulator.
     Acc,
-    /// The resident data set's features, targets and row order, bound when the plan runs.
+    /// The resident data set's features, bound when the plan runs (as are the two below).
     Features,
+    /// The resident data set's targets: class labels or regression values.
     Targets,
+    /// The epoch's row order: the data-set row of each position in the epoch.
     Index,
 }
 
@@ -64,20 +68,26 @@ impl ValueKind {
 /// offset and length select a view of it, such as one layer's weights in the parameters).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Value {
+    /// What the printed plan calls it, e.g. "layer 1 out" or "params".
     pub name: String,
+    /// Element type.
     pub dtype: DType,
     /// Elements (0 for data-set values, whose size is the data's).
     pub len: usize,
+    /// Where it lives, which decides whether it gets a buffer by liveness.
     pub kind: ValueKind,
 }
 
 /// The ops of one step over the values they read and write.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
+    /// What the plan computes.
     pub mode: Mode,
     /// Rows per batch.
     pub rows: usize,
+    /// Every value, indexed by the `id` of the [`Buf`]s that name them.
     pub values: Vec<Value>,
+    /// The ops of one step, in the order they run.
     pub ops: Vec<Op>,
     /// The value holding the result of a [`Mode::Predict`] plan (the last layer's output).
     pub output: Option<Buf>,

@@ -12,10 +12,15 @@ use crate::{Error, Result};
 /// optimizer state, metrics). A plan's value of that kind is bound to the buffer here.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Persistent {
+    /// The model's flat parameters; needed by every plan.
     pub params: Option<Buf>,
+    /// The trainer's gradients, laid out as the parameters; needed by training plans.
     pub grads: Option<Buf>,
+    /// The trainer's first optimizer state vector; needed by training plans.
     pub state1: Option<Buf>,
+    /// The trainer's second optimizer state vector; needed by training plans.
     pub state2: Option<Buf>,
+    /// The metrics accumulator, (2,); needed by training and evaluation plans.
     pub acc: Option<Buf>,
 }
 
@@ -74,6 +79,8 @@ pub struct StepArgs {
     pub start: usize,
     /// Dropout's seed, and the base its layers' streams are added to.
     pub seed: u32,
+    /// Added to each dropout layer's own stream, so that each step draws new masks; the trainer
+    /// uses `step · 64`.
     pub stream_base: u32,
     /// The update's hyper-parameters at this step (training plans).
     pub update: Option<UpdateParams>,
@@ -278,11 +285,17 @@ impl Program {
 /// update, and the buffers that outlive a step.
 #[derive(Clone, Debug)]
 pub struct Recipe {
+    /// The model the program computes.
     pub spec: crate::model::ModelSpec,
+    /// Where each layer's parameters sit in [`Persistent::params`].
     pub layout: crate::model::ParamLayout,
+    /// What the program computes.
     pub mode: super::Mode,
+    /// The optimizer update, penalties and clipping; `Some` for [`super::Mode::Train`] only.
     pub training: Option<super::lower::Training>,
+    /// The buffers that outlive a step, bound to the plan's persistent values.
     pub persistent: Persistent,
+    /// Which compilation passes run.
     pub options: super::PlanOptions,
     /// The most rows a batch has: the full-batch program's buffers serve smaller batches.
     pub batch: usize,
@@ -308,11 +321,13 @@ impl Recipe {
 /// The programs of one recipe, compiled on first use: the full batch's, and one per smaller
 /// batch size met (an epoch's last batch), on the full one's buffers.
 pub struct ProgramCache {
+    /// What the programs are compiled from.
     pub recipe: Recipe,
     programs: Vec<Program>,
 }
 
 impl ProgramCache {
+    /// An empty cache: nothing is compiled until [`ProgramCache::get`] asks.
     pub fn new(recipe: Recipe) -> ProgramCache {
         ProgramCache {
             recipe,

@@ -6,9 +6,13 @@ use crate::data::{Dataset, Features, Targets};
 use crate::model::{ModelSpec, Task};
 use crate::{Error, Result};
 
+/// A data set on a backend: its features, its labels or targets, and the order its rows are visited
+/// in. Make one with [`ResidentData::upload`] (or [`crate::train::Trainer::upload`]) and reuse it
+/// for every epoch: uploading is the expensive part.
 pub struct ResidentData {
     /// Unique per upload: a program binds its ops to one data set at a time.
     pub(crate) id: u64,
+    /// Rows of the data set.
     pub rows: usize,
     /// (rows, inputs), U8 pixels or F32 values.
     pub(crate) features: Buf,
@@ -22,6 +26,11 @@ pub struct ResidentData {
 }
 
 impl ResidentData {
+    /// Uploads `data` for a model of `spec`, its rows in stored order. [`Error::Dataset`] when
+    /// the data is empty, its rows are not as wide as the model's inputs, a label is beyond the
+    /// model's classes, or its targets per row are not the model's outputs; [`Error::Config`]
+    /// when the targets do not suit the model's loss (labels for a regression loss, values for
+    /// a class loss).
     pub fn upload(b: &mut dyn Backend, data: &Dataset, spec: &ModelSpec) -> Result<ResidentData> {
         if data.rows == 0 {
             return Err(Error::Dataset("the data set has no rows".into()));

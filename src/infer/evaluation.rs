@@ -13,24 +13,36 @@ use serde::Serialize;
 /// Precision, recall and F1 of one class, or their macro averages.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ClassStats {
+    /// The class index (its label).
     pub class: usize,
+    /// The class's display name: its folder or item name, else its index.
     pub name: String,
+    /// Of the rows predicted as this class, the fraction that are; 0 when none is predicted.
     pub precision: f64,
+    /// Of the rows of this class, the fraction predicted as it; 0 when there are none.
     pub recall: f64,
+    /// The harmonic mean of precision and recall; 0 when both are.
     pub f1: f64,
     /// Rows whose true class this is.
     pub support: u64,
 }
 
+/// Unweighted means of precision, recall and F1 over the classes that occur as a true or a
+/// predicted class.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Averages {
+    /// Mean precision.
     pub precision: f64,
+    /// Mean recall.
     pub recall: f64,
+    /// Mean F1.
     pub f1: f64,
 }
 
+/// What [`evaluate`] measures of a classifier.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ClassificationEval {
+    /// Rows evaluated.
     pub rows: usize,
     /// Mean data loss, as training reports it.
     pub loss: f64,
@@ -39,14 +51,17 @@ pub struct ClassificationEval {
     pub accuracy: f64,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<u64>>,
+    /// Precision, recall, F1 and support of each class, in class order.
     pub per_class: Vec<ClassStats>,
     /// Unweighted means over the classes that occur as a true or a predicted class.
     #[serde(rename = "macro")]
     pub macro_avg: Averages,
 }
 
+/// What [`evaluate`] measures of a regression model.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RegressionEval {
+    /// Rows evaluated.
     pub rows: usize,
     /// Mean data loss, as training reports it.
     pub loss: f64,
@@ -56,10 +71,14 @@ pub struct RegressionEval {
     pub mae: f64,
 }
 
+/// A model's measures on a data set, by task; serialised without a tag, as the variant's own
+/// fields.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Evaluation {
+    /// A classifier's loss, accuracy, confusion matrix and per-class statistics.
     Classification(ClassificationEval),
+    /// A regression model's loss, MSE and MAE.
     Regression(RegressionEval),
 }
 

@@ -61,8 +61,9 @@ pub fn image_pixels(img: &DynamicImage, (h, w): (usize, usize), invert: bool) ->
 /// or a single index `N`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SampleRange {
+    /// The first index selected; `None` for 0.
     pub start: Option<usize>,
-    /// Exclusive end.
+    /// The first index not selected (exclusive end); `None` for the end of the file.
     pub end: Option<usize>,
 }
 
@@ -106,6 +107,7 @@ impl std::str::FromStr for SampleRange {
 }
 
 impl SampleRange {
+    /// Every sample (`..`).
     pub const ALL: SampleRange = SampleRange {
         start: None,
         end: None,

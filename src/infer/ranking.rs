@@ -18,7 +18,7 @@ pub fn predicted_class(loss: LossKind, logits: &[f32]) -> usize {
     best
 }
 
-/// One probability per class from one row of [`crate::train::Trainer::predict`] output. A
+/// One probability per class from one row of [`crate::model::Model::predict`] output. A
 /// single sigmoid output `p` is the probability of class 1, so the classes are `[1 - p, p]`.
 pub fn class_probabilities(spec: &ModelSpec, outputs: &[f32]) -> Vec<f32> {
     if spec.loss == LossKind::SigmoidBce && outputs.len() == 1 {

@@ -79,18 +79,22 @@ impl Sequential {
         self
     }
 
+    /// A ReLU activation, `max(x, 0)`, after the layers so far.
     pub fn relu(self) -> Sequential {
         self.activation(Activation::Relu)
     }
 
+    /// A LeakyReLU activation ([`super::LEAKY_SLOPE`] for negative inputs) after the layers so far.
     pub fn leaky_relu(self) -> Sequential {
         self.activation(Activation::LeakyRelu)
     }
 
+    /// A sigmoid activation, `1 / (1 + e^-x)`, after the layers so far.
     pub fn sigmoid(self) -> Sequential {
         self.activation(Activation::Sigmoid)
     }
 
+    /// A tanh activation after the layers so far.
     pub fn tanh(self) -> Sequential {
         self.activation(Activation::Tanh)
     }

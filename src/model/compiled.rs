@@ -22,6 +22,7 @@ pub struct Metrics {
     pub loss: f64,
     /// Accuracy (0..1) for classification, mean absolute error for regression.
     pub metric: f64,
+    /// Rows the means are over.
     pub rows: usize,
 }
 
@@ -129,6 +130,7 @@ impl Model {
         crate::store::save_model(path.as_ref(), &self.spec, &params)
     }
 
+    /// What the model is: its layers, loss, input shape and scaling.
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
     }
@@ -169,6 +171,7 @@ impl Model {
         self.predict = None;
     }
 
+    /// The options the model's plans are compiled with.
     pub fn plan_options(&self) -> PlanOptions {
         self.options
     }

@@ -13,7 +13,9 @@ pub const PARAM_ALIGN: usize = 64;
 pub struct TensorSlot {
     /// Index of the Dense layer in the spec's sequence.
     pub layer: usize,
+    /// Columns of the weight: the layer's input width.
     pub inputs: usize,
+    /// Rows of the weight: the layer's output width.
     pub outputs: usize,
     /// Weight (outputs, inputs), row-major.
     pub weight_offset: usize,
@@ -26,6 +28,7 @@ pub struct TensorSlot {
 /// penalties treat apart).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamLayout {
+    /// One slot per Dense layer, in the spec's order.
     pub slots: Vec<TensorSlot>,
     /// Where the biases start.
     pub bias_start: usize,
@@ -34,6 +37,8 @@ pub struct ParamLayout {
 }
 
 impl ParamLayout {
+    /// Lays out the Dense layers of `spec`, each view starting at a multiple of [`PARAM_ALIGN`]
+    /// elements.
     pub fn new(spec: &ModelSpec) -> ParamLayout {
         let align = |x: usize| x.div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
         let dense: Vec<(usize, usize, usize)> = spec

@@ -88,7 +88,9 @@ impl LossKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
+    /// Predict one of several classes from integer labels; the metric is accuracy.
     Classification,
+    /// Predict real values; the metric is the mean absolute error.
     Regression,
 }
 
@@ -98,14 +100,20 @@ pub enum Task {
 pub enum Layer {
     /// `y = x · Wᵀ + b`, W: (outputs, inputs) as in PyTorch's `nn.Linear`.
     Dense {
+        /// Features per input row; the previous Dense layer's `outputs`.
         inputs: usize,
+        /// Features per output row (neurons).
         outputs: usize,
     },
+    /// An activation applied to the previous layer's output, same shape in and out.
     Activation {
+        /// The function applied.
         activation: Activation,
     },
     /// Inverted dropout with drop probability `p`; the identity at evaluation.
     Dropout {
+        /// The probability of zeroing each element while training, in [0, 1); kept elements
+        /// are scaled by `1 / (1 - p)`.
         p: f32,
     },
 }
@@ -113,11 +121,18 @@ pub enum Layer {
 /// A whole model: enough to rebuild it, train it and use it for prediction.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
+    /// The layers, input first. The loss brings its own output activation after the last
+    /// layer, so the sequence usually ends with a Dense layer.
     pub layers: Vec<Layer>,
+    /// The loss, which also decides the output activation and the task.
     pub loss: LossKind,
     /// `(height, width)` of image inputs, `(1, inputs)` otherwise.
     pub input_shape: (usize, usize),
+    /// How byte (pixel) features become inputs, so prediction scales images as training did.
+    /// Float features are used as they are.
     pub scale: Scale,
+    /// Each class's name in label order (image-folder names), for reports and predictions;
+    /// `None` where classes are known by their numbers only.
     pub class_names: Option<Vec<String>>,
     /// The `--data` the model was trained on, the default for `eval`.
     #[serde(default)]
@@ -201,6 +216,7 @@ impl ModelSpec {
         self.loss.task()
     }
 
+    /// Features per input row: the first Dense layer's `inputs` (0 with no Dense layer).
     pub fn inputs(&self) -> usize {
         self.layers
             .iter()
@@ -211,6 +227,8 @@ impl ModelSpec {
             .unwrap_or(0)
     }
 
+    /// Outputs per row: the last Dense layer's `outputs`, the classes or regression targets
+    /// (0 with no Dense layer).
     pub fn outputs(&self) -> usize {
         self.layers
             .iter()

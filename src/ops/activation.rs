@@ -9,10 +9,15 @@ use crate::model::{Activation, LEAKY_SLOPE};
 /// `y = f(x)`, elementwise or (softmax) row-wise. x, y: (rows, cols); `y` may be `x` (in place).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActForward {
+    /// The activation `f`; softmax normalises each row.
     pub act: Activation,
+    /// The input, (rows, cols).
     pub x: Buf,
+    /// The output, (rows, cols): the very view `x` to run in place, or an allocation of its own.
     pub y: Buf,
+    /// Rows: one per sample of the batch.
     pub rows: usize,
+    /// Columns: the layer's width (softmax's classes).
     pub cols: usize,
 }
 
@@ -21,11 +26,18 @@ pub struct ActForward {
 /// y, dy, dx: (rows, cols); `dx` may be `dy` (in place).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActBackward {
+    /// The activation whose derivative is applied.
     pub act: Activation,
+    /// The forward output `f(x)`, (rows, cols), through which the derivative is computed.
     pub y: Buf,
+    /// The gradient of the loss with respect to `y`, (rows, cols).
     pub dy: Buf,
+    /// The gradient with respect to `x`, (rows, cols): the very view `dy` to run in place, or an
+    /// allocation of its own.
     pub dx: Buf,
+    /// Rows: one per sample of the batch.
     pub rows: usize,
+    /// Columns: the layer's width (softmax's classes).
     pub cols: usize,
 }
 

@@ -13,22 +13,35 @@ use crate::rng::{hash_to_unit, hash3};
 /// draw the same one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dropout {
+    /// The input, (n,).
     pub x: Buf,
+    /// The output, (n,); an allocation of its own (dropout does not run in place).
     pub y: Buf,
+    /// The scaled keep mask written for the backward pass, (n,): `1 / (1 - p)` where kept, 0 where
+    /// dropped.
     pub mask: Buf,
+    /// Elements of `x`, `y` and `mask`: rows times columns of the layer's batch.
     pub n: usize,
     /// Drop probability, in [0, 1).
     pub p: f32,
+    /// The run's dropout seed.
     pub seed: u32,
+    /// Which mask to draw for this seed: the trainer passes a per-step base plus the layer's index,
+    /// so every layer and step gets its own mask.
     pub stream: u32,
 }
 
 /// `y = x ⊙ mask` (dropout's backward). x, mask: (n,) -> y: (n,); `y` may be `x` (in place).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MaskMul {
+    /// The gradient arriving at dropout's output, (n,).
     pub x: Buf,
+    /// The mask the forward pass wrote, (n,).
     pub mask: Buf,
+    /// The gradient with respect to dropout's input, (n,): the very view `x` to run in place, or an
+    /// allocation of its own.
     pub y: Buf,
+    /// Elements of each operand.
     pub n: usize,
 }
 

@@ -11,14 +11,19 @@ use rayon::prelude::*;
 /// src: (_, cols) U8 or F32; idx: (start + rows,) U32 -> dst: (rows, cols) F32.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gather {
+    /// The resident data set's rows, (_, cols): bytes (images) or floats.
     pub src: Buf,
+    /// The epoch's row order, (start + rows,) at least: data-set row indices.
     pub idx: Buf,
     /// The first entry of `idx` used: the batch's place in the epoch's order.
     pub start: usize,
+    /// Rows of the batch to assemble.
     pub rows: usize,
+    /// Features per row, in `src` and `dst` alike.
     pub cols: usize,
     /// `(a, b)` of `dst = a · src + b` (pixel scaling).
     pub affine: (f32, f32),
+    /// The batch, (rows, cols).
     pub dst: Buf,
     /// The class labels gathered beside the rows (fused).
     pub labels: Option<LabelPair>,
@@ -27,7 +32,9 @@ pub struct Gather {
 /// Where fused labels come from and go: src: (_,) U32 -> dst: (rows,) U32.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LabelPair {
+    /// The resident data set's labels, (_,).
     pub src: Buf,
+    /// The batch's labels, (rows,).
     pub dst: Buf,
 }
 
@@ -35,10 +42,15 @@ pub struct LabelPair {
 /// src: (_,) U32; idx: (start + rows,) U32 -> dst: (rows,) U32.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GatherLabels {
+    /// The resident data set's labels, (_,).
     pub src: Buf,
+    /// The epoch's row order, (start + rows,) at least: data-set row indices.
     pub idx: Buf,
+    /// The first entry of `idx` used: the batch's place in the epoch's order.
     pub start: usize,
+    /// Rows of the batch: labels to gather.
     pub rows: usize,
+    /// The batch's labels, (rows,).
     pub dst: Buf,
 }
 

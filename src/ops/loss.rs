@@ -18,12 +18,23 @@ use crate::model::LossKind;
 /// regression -> grad: (rows, cols), stats: (rows, 2), acc: (2,) accumulated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Loss {
+    /// The loss, which decides the activation fused before it and the kind of targets.
     pub kind: LossKind,
+    /// The network's last layer output, (rows, cols): the logits for the fused kinds, the
+    /// predictions for MSE and MAE.
     pub out: Buf,
+    /// What the rows should give: `U32` class labels (rows,) below `cols` for the class losses,
+    /// `F32` values (rows, cols) for regression.
     pub targets: Buf,
+    /// Rows of the batch; the gradient is of the mean over them.
     pub rows: usize,
+    /// Outputs per row: classes, or regression targets per row.
     pub cols: usize,
+    /// Where to write the gradient of the batch's mean loss with respect to `out`, (rows, cols);
+    /// `None` when only evaluating.
     pub grad: Option<Buf>,
+    /// Where to write each row's `[loss, metric]`, (rows, 2); `None` where they are only
+    /// accumulated.
     pub stats: Option<Buf>,
     /// The metrics accumulator the row statistics are added to (fused accumulation).
     pub acc: Option<Buf>,

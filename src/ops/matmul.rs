@@ -14,8 +14,11 @@ use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 /// `c = op(a) · op(b)` with `op` a transpose where asked; `c` is `(m, n)`, the inner size `k`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatmulDims {
+    /// Rows of `c` (and of `op(a)`).
     pub m: usize,
+    /// The inner size, summed over: columns of `op(a)`, rows of `op(b)`.
     pub k: usize,
+    /// Columns of `c` (and of `op(b)`).
     pub n: usize,
     /// `a` is stored `(k, m)` and used transposed.
     pub trans_a: bool,
@@ -34,7 +37,12 @@ pub enum Epilogue {
     /// `c = product ⊙ f'(x)` with the derivative read through the activation's output
     /// `y = f(x)`, y: (m, n): the input gradient of a Dense layer carried back through the
     /// activation before it.
-    ActGrad { act: Activation, y: Buf },
+    ActGrad {
+        /// The activation whose derivative is applied; not softmax.
+        act: Activation,
+        /// The activation's output `f(x)`, (m, n): every derivative here is a function of it.
+        y: Buf,
+    },
     /// Beside the product, `sums = Σ_rows a` over `a` as stored (k, m), sums: (m,): a Dense
     /// layer's bias gradient Σ dY beside its weight gradient dYᵀ·X. Needs `trans_a`.
     ColSums(Buf),
@@ -44,11 +52,17 @@ pub enum Epilogue {
 /// a: (m, k), or (k, m) if trans_a; b: (k, n), or (n, k) if trans_b; bias: (n,) -> c: (m, n).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Matmul {
+    /// Left operand, (m, k), or (k, m) if `dims.trans_a`.
     pub a: Buf,
+    /// Right operand, (k, n), or (n, k) if `dims.trans_b`.
     pub b: Buf,
+    /// Bias added to every row of the product, (n,); `None` for none.
     pub bias: Option<Buf>,
+    /// The result, (m, n); must not share an allocation with any source.
     pub c: Buf,
+    /// The shapes and which operands are used transposed.
     pub dims: MatmulDims,
+    /// What runs on the product before it is stored in `c`.
     pub epilogue: Epilogue,
 }
 

@@ -40,7 +40,9 @@ use crate::{Error, Result};
 /// How an op uses one of its operands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// Only read.
     Read,
+    /// Only written: its previous contents do not matter.
     Write,
     /// Read, then written (an accumulator, parameters updated in place).
     ReadWrite,
@@ -63,8 +65,11 @@ impl Access {
 /// output written once). Timing breakdowns gather calls by name.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpLabel {
+    /// The op and its shape, e.g. "matmul A·Bᵀ 128x784x256 +bias"; timing tables group calls by it.
     pub name: String,
+    /// Floating-point operations one call does (a multiply-add counts two).
     pub flops: f64,
+    /// The fewest bytes one call must move: each input read once, each output written once.
     pub bytes: f64,
 }
 
@@ -191,6 +196,27 @@ impl Op {
 /// Runs one op on a backend after checking its shape rule: the entry point for ops built by
 /// hand (tests, benchmarks). Plans check their ops once when they are built and run them
 /// with [`crate::backend::Backend::run`] directly.
+///
+/// ```
+/// use wgtrain::backend::cpu::CpuBackend;
+/// use wgtrain::backend::{Backend, DType};
+/// use wgtrain::ops::{self, Matmul, MatmulDims};
+///
+/// let mut b = CpuBackend::new();
+/// let x = b.alloc(DType::F32, 6, "x")?;
+/// let w = b.alloc(DType::F32, 6, "w")?;
+/// let y = b.alloc(DType::F32, 4, "y")?;
+/// b.write_f32(x, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])?; // (2, 3)
+/// b.write_f32(w, &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0])?; // (3, 2)
+/// let dims = MatmulDims { m: 2, k: 3, n: 2, trans_a: false, trans_b: false };
+/// ops::run(&mut b, Matmul::new(x, w, y, dims))?;
+/// assert_eq!(b.read_f32(y)?, [4.0, 5.0, 10.0, 11.0]); // (2, 2)
+///
+/// // An operand too short for the shapes is refused before anything runs.
+/// let short = Matmul::new(x.slice(0, 5), w, y, dims);
+/// assert!(matches!(ops::run(&mut b, short), Err(wgtrain::Error::Shape(_))));
+/// # Ok::<(), wgtrain::Error>(())
+/// ```
 pub fn run(b: &mut dyn crate::backend::Backend, op: impl Into<Op>) -> Result<()> {
     let op = op.into();
     op.check()?;

@@ -13,20 +13,27 @@ use rayon::prelude::*;
 /// and Adam's bias corrections already computed by the host.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct UpdateParams {
+    /// The update rule.
     pub kind: OptimizerKind,
+    /// This step's learning rate, the schedule already applied.
     pub lr: f32,
     /// SGD momentum.
     pub momentum: f32,
+    /// Whether SGD with momentum takes Nesterov's step (`g + momentum · buf`) instead of the plain
+    /// one along `buf`.
     pub nesterov: bool,
     /// Adam's beta1.
     pub beta1: f32,
     /// Adam's beta2, RMSprop's rho.
     pub beta2: f32,
+    /// Added to the denominator `√v` of Adagrad, RMSprop and Adam(W), so a parameter with no
+    /// gradient history does not divide by zero.
     pub eps: f32,
     /// AdamW's decoupled weight decay (the op scales it by lr).
     pub weight_decay: f32,
-    /// `1 - beta1^t` and `1 - beta2^t` for Adam/AdamW at this step `t`.
+    /// `1 - beta1^t` for Adam/AdamW at this step `t` (counted from 1).
     pub bias_correction1: f32,
+    /// `1 - beta2^t` for Adam/AdamW at this step `t` (counted from 1).
     pub bias_correction2: f32,
 }
 
@@ -34,8 +41,12 @@ pub struct UpdateParams {
 /// `bias_start` are weights, the rest biases. `(l1, l2)` each.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Penalty {
+    /// Index of the first bias within the update's `params` view (the flat layout keeps all
+    /// weights before all biases): elements before it take `weights`, the rest `biases`.
     pub bias_start: usize,
+    /// `(l1, l2)` applied to the weights.
     pub weights: (f32, f32),
+    /// `(l1, l2)` applied to the biases.
     pub biases: (f32, f32),
 }
 
@@ -44,16 +55,22 @@ pub struct Penalty {
 /// norm a [`super::SumSquares`] found. norm2: (1,)
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Clip {
+    /// The squared global norm of the gradients, (1,), as a [`super::SumSquares`] wrote it.
     pub norm2: Buf,
+    /// The norm above which the gradient is scaled down; positive.
     pub max_norm: f32,
 }
 
 /// Penalty gradients: `grad += l1 · sign(param) + 2 · l2 · param`. param: (n,), grad: (n,) updated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Regularize {
+    /// The parameters whose penalty is taken, (n,).
     pub param: Buf,
+    /// Their gradients, (n,), to which the penalty gradient is added in place.
     pub grad: Buf,
+    /// The L1 coefficient: adds `l1 · sign(param)`.
     pub l1: f32,
+    /// The L2 coefficient: adds `2 · l2 · param`.
     pub l2: f32,
 }
 
@@ -63,12 +80,22 @@ pub struct Regularize {
 /// params, state1, state2: (n,) updated; grads: (n,).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Update {
+    /// The flat parameters, (n,), updated in place.
     pub params: Buf,
+    /// Their gradients, (n,).
     pub grads: Buf,
+    /// The first state vector, (n,), updated in place: SGD's momentum buffer, Adagrad's and
+    /// RMSprop's squared-gradient cache, Adam's first moment. Needed (n,) long even where the
+    /// optimizer keeps no state.
     pub state1: Buf,
+    /// The second state vector, (n,), updated in place: Adam's second moment; unused by the others
+    /// but still (n,) long.
     pub state2: Buf,
+    /// The learning rate and the rule's other hyper-parameters for this step.
     pub hyper: UpdateParams,
+    /// L1/L2 penalties to add to the gradient first; `None` for none.
     pub penalty: Option<Penalty>,
+    /// Clipping by global norm, applied after the penalty; `None` for none.
     pub clip: Option<Clip>,
 }
 

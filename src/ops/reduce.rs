@@ -17,16 +17,22 @@ pub const ACC_LEN: usize = 2;
 /// `dst = value` for every element of the view. dst: (n,)
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fill {
+    /// The view to fill, every element of it.
     pub dst: Buf,
+    /// The value written to each element.
     pub value: f32,
 }
 
 /// Column sums: `out[j] = Σ_r a[r, j]` (bias gradients). a: (rows, cols) -> out: (cols,)
 #[derive(Clone, Debug, PartialEq)]
 pub struct ColSum {
+    /// The matrix summed, (rows, cols).
     pub a: Buf,
+    /// Rows of `a`, summed over.
     pub rows: usize,
+    /// Columns of `a`: the length of `out`.
     pub cols: usize,
+    /// The column sums, (cols,).
     pub out: Buf,
 }
 
@@ -34,8 +40,11 @@ pub struct ColSum {
 /// stats: (rows, 2); acc: (2,)
 #[derive(Clone, Debug, PartialEq)]
 pub struct AccumulateStats {
+    /// A loss's per-row statistics, (rows, 2): `[loss, metric]` per row.
     pub stats: Buf,
+    /// Rows of `stats` to add.
     pub rows: usize,
+    /// The metrics accumulator, (2,): the sum of row losses, then the sum of row metrics.
     pub acc: Buf,
 }
 
@@ -43,7 +52,9 @@ pub struct AccumulateStats {
 /// x: (n,) -> out: (1,)
 #[derive(Clone, Debug, PartialEq)]
 pub struct SumSquares {
+    /// The vector whose squares are summed, (n,): all the gradients, in the flat parameter layout.
     pub x: Buf,
+    /// Where the sum is written, (1,).
     pub out: Buf,
 }
 

@@ -10,20 +10,31 @@ use std::path::Path;
 /// One epoch's row. Accuracy columns are for classifiers, MAE columns for regressors.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricsRow {
+    /// The epoch, counted from 1.
     pub epoch: usize,
     /// Data loss (mean over the epoch's steps).
     pub train_loss: f64,
     /// Regularisation penalty at the epoch's end.
     pub reg_loss: f64,
+    /// Training accuracy over the epoch's steps (classifiers), in [0, 1].
     pub train_accuracy: Option<f64>,
+    /// Training mean absolute error over the epoch's steps (regressors).
     pub train_mae: Option<f64>,
+    /// Mean loss on the validation split at the epoch's end, when one was held out.
     pub val_loss: Option<f64>,
+    /// Validation accuracy (classifiers), when a split was held out.
     pub val_accuracy: Option<f64>,
+    /// Validation mean absolute error (regressors), when a split was held out.
     pub val_mae: Option<f64>,
+    /// Mean loss on the test set at the epoch's end, when the data has one.
     pub test_loss: Option<f64>,
+    /// Test accuracy (classifiers), when the data has a test set.
     pub test_accuracy: Option<f64>,
+    /// Test mean absolute error (regressors), when the data has a test set.
     pub test_mae: Option<f64>,
+    /// The learning rate at the epoch's first step.
     pub lr: f64,
+    /// Wall time of the epoch in seconds, evaluation included.
     pub seconds: f64,
 }
 
@@ -43,6 +54,8 @@ const COLUMNS: [&str; 13] = [
     "seconds",
 ];
 
+/// The rows of a metrics file from a run's epoch reports; `task` decides whether the metric columns
+/// are accuracies or MAEs.
 pub fn rows_from_history(history: &[EpochReport], task: Task) -> Vec<MetricsRow> {
     let class = task == Task::Classification;
     let split = |v: Option<f64>| if class { (v, None) } else { (None, v) };

@@ -15,9 +15,13 @@ use std::path::Path;
 /// Everything besides tensors that a resume needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
+    /// Where training stands: epochs and steps done, the shuffling generator, a partial epoch.
     pub progress: Progress,
+    /// The optimizer settings, schedule included, that the run trains with.
     pub optimizer: OptimizerConfig,
+    /// The L1/L2 penalties the run trains with.
     pub regularization: Regularization,
+    /// Rows per training batch.
     pub batch_size: usize,
     /// The command-line settings of the run (data, seed, split, ...), checked on resume.
     pub run: serde_json::Value,
@@ -25,12 +29,21 @@ pub struct CheckpointMeta {
     pub history: Vec<EpochReport>,
 }
 
+/// A training checkpoint: the model, the optimizer's state and where training stands. A
+/// trainer built for the same model and settings resumes from it with
+/// [`crate::train::Trainer::restore`], on the CPU bitwise where it stopped.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
+    /// The model's spec and parameters, as a model file holds them: a checkpoint loads as a model
+    /// too.
     pub model: SavedModel,
-    /// Optimizer state buffers in the flat layout.
+    /// The optimizer's first state vector ([`crate::ops::Update::state1`]), in the flat
+    /// parameter layout.
     pub state1: Vec<f32>,
+    /// The optimizer's second state vector ([`crate::ops::Update::state2`]), in the same
+    /// layout.
     pub state2: Vec<f32>,
+    /// The progress, settings and history.
     pub meta: CheckpointMeta,
 }
 

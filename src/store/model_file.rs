@@ -18,7 +18,9 @@ pub(super) const DAMAGED: &str = "the file is damaged or was edited: use another
 /// A model as stored: its spec and its flat parameters (laid out as `ParamLayout::new(&spec)`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SavedModel {
+    /// What the model is.
     pub spec: ModelSpec,
+    /// Its parameters, `ParamLayout::new(&spec).total` long (alignment padding included).
     pub params: Vec<f32>,
 }
 
@@ -83,7 +85,27 @@ pub(super) fn base_metadata(spec: &ModelSpec) -> HashMap<String, String> {
     m
 }
 
-/// Writes a model file atomically.
+/// Writes a model file atomically (a temporary file, then a rename): a crash leaves the
+/// previous file intact. `params` must be laid out as `ParamLayout::new(spec)` says; the
+/// alignment padding is not stored.
+///
+/// ```
+/// use wgtrain::backend::cpu::CpuBackend;
+/// use wgtrain::model::{Model, Sequential};
+/// use wgtrain::store::{load_model, save_model};
+///
+/// let spec = Sequential::new(3).dense(4).relu().dense(2).cross_entropy()?;
+/// let mut model = Model::new(Box::new(CpuBackend::new()), spec.clone(), 7)?;
+/// let params = model.params()?;
+/// let path = std::env::temp_dir().join(format!("wgtrain-doc-{}.safetensors", std::process::id()));
+/// save_model(&path, &spec, &params)?;
+/// let saved = load_model(&path)?;
+/// std::fs::remove_file(&path).unwrap();
+/// assert_eq!((saved.spec, saved.params), (spec, params));
+/// // A file that is not there is an I/O error naming the path.
+/// assert!(matches!(load_model(&path), Err(wgtrain::Error::Io { .. })));
+/// # Ok::<(), wgtrain::Error>(())
+/// ```
 pub fn save_model(path: &Path, spec: &ModelSpec, params: &[f32]) -> Result<()> {
     let layout = ParamLayout::new(spec);
     check_len(path, &layout, params.len(), "parameters")?;
@@ -216,7 +238,10 @@ pub(super) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
-/// Reads a model file (or the model part of a checkpoint).
+/// Reads a model file (or the model part of a checkpoint), as [`save_model`] wrote it: the
+/// spec from its metadata and the parameters in the flat layout, padding zeroed.
+/// [`crate::Error::Io`] when the file cannot be read, [`crate::Error::ModelFile`] when it is
+/// not a wgtrain model file or contradicts itself.
 pub fn load_model(path: &Path) -> Result<SavedModel> {
     let bytes = read_bytes(path)?;
     let (st, _, spec) = read_header(path, &bytes)?;

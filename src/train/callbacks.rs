@@ -10,6 +10,7 @@ use std::time::Duration;
 /// What a callback wants after an epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
+    /// Go on training.
     Continue,
     /// End training after this epoch.
     Stop,
@@ -32,6 +33,8 @@ pub enum Control {
 /// }
 /// ```
 pub trait Callback {
+    /// Before epoch `epoch` (counted from 1) starts, with the `rows` rows of its training set. A
+    /// resumed epoch starts again here, part-way.
     fn epoch_start(&mut self, _epoch: usize, _rows: usize) {}
     /// `rows_done` rows of the epoch are done; `live` is the running metrics when they were
     /// read at this step (see [`Callback::refresh`]).
@@ -65,14 +68,43 @@ fn watched(r: &EpochReport) -> f64 {
 
 /// Stops training when the watched loss (validation, else test, else training) has not
 /// improved for `patience` epochs.
+///
+/// ```
+/// use wgtrain::backend::cpu::CpuBackend;
+/// use wgtrain::model::Sequential;
+/// use wgtrain::optim::{OptimizerConfig, OptimizerKind};
+/// use wgtrain::train::{Callback, Control, EarlyStopping, EpochReport, Trainer};
+///
+/// let spec = Sequential::new(1).dense(1).mse()?;
+/// let sgd = OptimizerConfig::new(OptimizerKind::Sgd);
+/// let mut trainer = Trainer::from_spec(Box::new(CpuBackend::new()), spec, 8, sgd, 0)?;
+/// // Given to `fit` as `&mut [&mut early]`; here it is fed reports by hand.
+/// let mut early = EarlyStopping::new(2);
+/// let report = |epoch, train_loss| EpochReport {
+///     epoch, train_loss, reg_loss: 0.0, train_metric: 0.0, val: None, test: None,
+///     lr: 0.05, seconds: 0.0, train_seconds: 0.0, samples_per_sec: 0.0,
+/// };
+/// let mut controls = Vec::new();
+/// for (epoch, loss) in [(1, 0.9), (2, 0.5), (3, 0.6), (4, 0.5)] {
+///     controls.push(early.epoch_end(&mut trainer, &report(epoch, loss))?);
+/// }
+/// // Epochs 3 and 4 do not beat epoch 2's 0.5 (an equal loss is no improvement).
+/// use Control::{Continue, Stop};
+/// assert_eq!(controls, [Continue, Continue, Continue, Stop]);
+/// assert_eq!(early.best(), 0.5);
+/// # Ok::<(), wgtrain::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct EarlyStopping {
+    /// Epochs without improvement after which training stops; at least 1 (with 0 it stops after the
+    /// first epoch).
     pub patience: usize,
     best: f64,
     since_best: usize,
 }
 
 impl EarlyStopping {
+    /// Stops after `patience` epochs without a new best watched loss.
     pub fn new(patience: usize) -> EarlyStopping {
         EarlyStopping {
             patience,
@@ -104,9 +136,12 @@ impl Callback for EarlyStopping {
     }
 }
 
-/// Saves the model to `path` whenever the watched loss (validation, else training) improves.
+/// Saves the model to `path` whenever the watched loss (validation, else test, else training)
+/// improves. A model with a NaN or infinite parameter is never saved: training stops with
+/// [`crate::Error::Diverged`] instead.
 #[derive(Clone, Debug)]
 pub struct SaveBest {
+    /// Where the best model is written (atomically), as a model file.
     pub path: PathBuf,
     best: f64,
     /// The epoch of the model on disk.
@@ -114,6 +149,7 @@ pub struct SaveBest {
 }
 
 impl SaveBest {
+    /// Saves the best model to `path`, overwriting any file there.
     pub fn new(path: impl Into<PathBuf>) -> SaveBest {
         SaveBest {
             path: path.into(),

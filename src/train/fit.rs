@@ -28,14 +28,19 @@ pub struct EpochReport {
     pub seconds: f64,
     /// Wall time of the training steps alone.
     pub train_seconds: f64,
+    /// Training rows per second of wall time over the rows this run trained in the epoch (a resumed
+    /// epoch counts only the rest).
     pub samples_per_sec: f64,
 }
 
 /// The data sets of a run, resident on the trainer's backend.
 #[derive(Clone, Copy)]
 pub struct RunData<'a> {
+    /// The training set, shuffled every epoch.
     pub train: &'a ResidentData,
+    /// A validation split, evaluated after each epoch; what early stopping watches first.
     pub val: Option<&'a ResidentData>,
+    /// A test set, evaluated after each epoch.
     pub test: Option<&'a ResidentData>,
 }
 

@@ -82,9 +82,13 @@ fn sums<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<[f32; ACC
 /// ```
 pub struct Trainer {
     model: Model,
+    /// The optimizer's settings. Each step reads them afresh, so a change (a new learning rate,
+    /// say) applies from the next step; only [`Trainer::new`] validates them, so keep changes in
+    /// range.
     pub optimizer: OptimizerConfig,
     regularization: Regularization,
     clip_norm: Option<f32>,
+    /// Where training stands; a checkpoint stores it and [`Trainer::restore`] puts it back.
     pub progress: Progress,
     batch: usize,
     /// Seed of the dropout masks (the stream is the step).
@@ -185,10 +189,12 @@ impl Trainer {
         self.train = None;
     }
 
+    /// The L1/L2 penalties the trainer adds to the loss.
     pub fn regularization(&self) -> Regularization {
         self.regularization
     }
 
+    /// The global gradient norm gradients are clipped to, if any.
     pub fn clip_norm(&self) -> Option<f32> {
         self.clip_norm
     }
@@ -198,10 +204,13 @@ impl Trainer {
         self.batch
     }
 
+    /// The model being trained.
     pub fn model(&self) -> &Model {
         &self.model
     }
 
+    /// The model being trained, mutably (to save it, evaluate it or change its parameters between
+    /// steps).
     pub fn model_mut(&mut self) -> &mut Model {
         &mut self.model
     }
@@ -211,10 +220,12 @@ impl Trainer {
         self.model
     }
 
+    /// What the model is.
     pub fn spec(&self) -> &ModelSpec {
         self.model.spec()
     }
 
+    /// The backend the model and the trainer's buffers live on.
     pub fn backend(&mut self) -> &mut dyn Backend {
         self.model.backend()
     }

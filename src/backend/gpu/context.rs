@@ -41,16 +41,26 @@ pub(crate) const UNIFORM_BYTES: u64 = 128;
 pub struct AdapterSummary {
     /// The index `--adapter` takes.
     pub index: usize,
+    /// The adapter's name as the driver reports it, e.g. "NVIDIA GeForce RTX 4090" or "llvmpipe
+    /// (LLVM 15.0.7, 256 bits)".
     pub name: String,
     /// "Vulkan", "Metal", "Dx12", ...
     pub backend: String,
     /// "DiscreteGpu", "IntegratedGpu", "Cpu", ...
     pub device_type: String,
+    /// The driver's name and version string, empty where the driver gives none.
     pub driver: String,
+    /// The largest buffer one kernel may bind, in bytes: the largest layer, batch or data set the
+    /// GPU can hold in one buffer.
     pub max_storage_buffer_binding_size: u64,
+    /// The largest buffer the device can create, in bytes.
     pub max_buffer_size: u64,
+    /// The most workgroups a dispatch may have along one dimension (grids wrap into a second one
+    /// past it).
     pub max_compute_workgroups_per_dimension: u32,
+    /// The most invocations one workgroup may have.
     pub max_compute_invocations_per_workgroup: u32,
+    /// The alignment, in bytes, that a storage binding's offset into its buffer needs.
     pub min_storage_buffer_offset_alignment: u32,
     /// Timestamp queries around compute passes: per-kernel times in `wgtrain bench`.
     pub timestamp_query: bool,
@@ -77,11 +87,16 @@ pub(crate) struct Context {
 /// check that a training step reuses its bind groups and moves no data but uniform blocks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
+    /// Bind groups created: after the first step, a training step should create none.
     pub bind_groups_created: u64,
+    /// Distinct uniform blocks (each kernel call's shapes) written to the uniform arena; a block
+    /// already in the arena is reused, not written again.
     pub uniform_blocks_written: u64,
-    /// Bytes written to / read from buffers by `write_*` / `read_*`.
+    /// Bytes written to buffers by `write_*`.
     pub bytes_written: u64,
+    /// Bytes read back from buffers by `read_*`.
     pub bytes_read: u64,
+    /// Command buffers submitted to the queue.
     pub submissions: u64,
     /// One per submission with work, one per dispatch while kernel timing is on.
     pub compute_passes: u64,

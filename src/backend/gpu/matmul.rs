@@ -67,7 +67,7 @@ pub enum MatmulTiles {
     /// Per adapter and shape. On a software adapter (lavapipe and the like, which run
     /// workgroups on a few CPU threads), 128 x 128 unless the product is no more than one
     /// small tile wide or tall: measured there 1.6-2x faster from 128x128x256 to 2048³, 2x
-    /// slower on 128x128x10. On a GPU, 128 x 128 where that still makes [`BIG_TILES_MIN`]
+    /// slower on 128x128x10. On a GPU, 128 x 128 where that still makes `BIG_TILES_MIN` (256)
     /// tiles or more, else 64 x 64.
     #[default]
     Auto,

@@ -29,6 +29,9 @@ use std::sync::Arc;
 /// Invocations per workgroup of the 1-D kernels: `WG` of shaders/grid.wgsl.
 const WG: usize = 256;
 
+/// The GPU backend: buffers in device memory, ops recorded as compute dispatches and submitted in
+/// batches. Open one with [`GpuBackend::new`]; several backends on one device share its compiled
+/// kernels through [`GpuBackend::share_device`].
 pub struct GpuBackend {
     ctx: Arc<Context>,
     rec: Recorder,
@@ -37,8 +40,8 @@ pub struct GpuBackend {
 
 impl GpuBackend {
     /// Opens adapter `adapter` (an index into [`list_adapters`]), or by default the first
-    /// hardware adapter, or else a software one. [`Error::NoAdapter`] when there is none,
-    /// [`Error::Config`] when `adapter` names one that does not exist.
+    /// hardware adapter, or else a software one. [`crate::Error::NoAdapter`] when there is
+    /// none, [`crate::Error::Config`] when `adapter` names one that does not exist.
     pub fn new(adapter: Option<usize>) -> Result<GpuBackend> {
         Ok(GpuBackend::on(Context::open(adapter)?))
     }
