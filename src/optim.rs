@@ -24,14 +24,6 @@ pub enum OptimizerKind {
 }
 
 impl OptimizerKind {
-    /// How many state buffers the size of the parameters it keeps.
-    pub fn state_buffers(self) -> usize {
-        match self {
-            OptimizerKind::Sgd | OptimizerKind::Adagrad | OptimizerKind::Rmsprop => 1,
-            OptimizerKind::Adam | OptimizerKind::Adamw => 2,
-        }
-    }
-
     /// A learning rate that trains an MLP well with this optimizer.
     pub fn default_lr(self) -> f32 {
         match self {
@@ -119,7 +111,14 @@ impl OptimizerConfig {
         }
         self.schedule.validate()?;
         finite_nonneg("--weight-decay", self.weight_decay)?;
-        finite_nonneg("--eps", self.eps)?;
+        // Adagrad, RMSprop and Adam divide by √v + ε, and v stays 0 for a parameter whose
+        // gradient is always 0 (a dead ReLU unit's weights): ε = 0 would make that 0/0.
+        if self.kind != OptimizerKind::Sgd && !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(Error::Config(format!(
+                "--eps must be a finite number > 0, got {}",
+                self.eps
+            )));
+        }
         // As in PyTorch: Nesterov's look-ahead needs momentum to look ahead with, and without
         // it the update would silently be plain SGD.
         if self.nesterov && self.momentum == 0.0 {

@@ -137,10 +137,8 @@ mod tests {
         assert!(matches!(p.ops.last(), Some(Op::Update(u)) if u.penalty.is_some()));
     }
 
-    /// Two activations in a row: the second must not overwrite the first's output, which the
-    /// first's derivative reads in the backward pass.
-    #[test]
-    fn stacked_activations_keep_both_outputs() {
+    /// Dense -> Sigmoid -> Tanh -> Dense.
+    fn stacked() -> ModelSpec {
         let mut spec = standard();
         spec.layers = vec![
             Layer::Dense {
@@ -158,6 +156,14 @@ mod tests {
                 outputs: 3,
             },
         ];
+        spec
+    }
+
+    /// Two activations in a row: the second must not overwrite the first's output, which the
+    /// first's derivative reads in the backward pass.
+    #[test]
+    fn stacked_activations_keep_both_outputs() {
+        let spec = stacked();
         for fuse in [true, false] {
             let p = plan(&spec, Mode::Train, 4, fuse, Regularization::default());
             let a = assign(&p);
@@ -174,23 +180,7 @@ mod tests {
     /// has taken: here, the sigmoid's output given the tanh's slot.
     #[test]
     fn the_checker_refuses_a_read_after_overwrite() {
-        let mut spec = standard();
-        spec.layers = vec![
-            Layer::Dense {
-                inputs: 4,
-                outputs: 5,
-            },
-            Layer::Activation {
-                activation: Activation::Sigmoid,
-            },
-            Layer::Activation {
-                activation: Activation::Tanh,
-            },
-            Layer::Dense {
-                inputs: 5,
-                outputs: 3,
-            },
-        ];
+        let spec = stacked();
         let p = plan(&spec, Mode::Train, 4, false, Regularization::default());
         let mut a = assign(&p);
         let id = |name: &str| p.values.iter().position(|v| v.name == name).unwrap();

@@ -209,64 +209,63 @@ impl Model {
         ResidentData::upload(self.backend.as_mut(), data, &self.spec)
     }
 
-    fn recipe(&self, mode: Mode, persistent: Persistent) -> Recipe {
-        Recipe {
-            spec: self.spec.clone(),
-            layout: self.layout.clone(),
-            mode,
-            training: None,
-            persistent,
-            options: self.options,
-            batch: self.batch,
-        }
-    }
-
     /// The mean loss and accuracy (or MAE) over every row of `data`, through the plan
     /// training's evaluation runs.
     pub fn evaluate(&mut self, data: &ResidentData) -> Result<Metrics> {
-        if self.eval.is_none() {
-            let persistent = Persistent {
-                params: Some(self.params),
-                acc: Some(self.acc),
-                ..Persistent::default()
-            };
-            self.eval = Some(ProgramCache::new(self.recipe(Mode::Eval, persistent)));
-        }
-        let b = self.backend.as_mut();
-        b.write_f32(self.acc, &[0.0; ACC_LEN])?;
-        let cache = self.eval.as_mut().expect("set above");
-        for start in (0..data.rows).step_by(self.batch) {
-            let rows = self.batch.min(data.rows - start);
-            let args = StepArgs {
-                start,
-                seed: 0,
-                stream_base: 0,
-                update: None,
-            };
-            cache.get(b, &mut self.pool, rows)?.run(b, data, &args)?;
-        }
-        let acc = b.read_f32(self.acc)?;
+        self.backend.write_f32(self.acc, &[0.0; ACC_LEN])?;
+        self.each_batch(Mode::Eval, data, |_, _, _| Ok(()))?;
+        let acc = self.backend.read_f32(self.acc)?;
         Ok(Metrics::from_sums(&acc, data.rows))
     }
 
     /// The last layer's outputs before the loss's output activation, for every row of `data`
     /// in its stored order, (rows, outputs) row-major.
     pub fn logits(&mut self, data: &ResidentData) -> Result<Vec<f32>> {
-        if self.predict.is_none() {
-            let persistent = Persistent {
-                params: Some(self.params),
-                ..Persistent::default()
-            };
-            self.predict = Some(ProgramCache::new(self.recipe(Mode::Predict, persistent)));
-        }
         let outputs = self.spec.outputs();
         let mut all = Vec::with_capacity(data.rows * outputs);
-        let b = self.backend.as_mut();
         // Training on `data` leaves its index in the last epoch's shuffled order; outputs must
         // line up with the rows as stored.
         let identity: Vec<u32> = (0..data.rows as u32).collect();
-        b.write_u32(data.index, &identity)?;
-        let cache = self.predict.as_mut().expect("set above");
+        self.backend.write_u32(data.index, &identity)?;
+        self.each_batch(Mode::Predict, data, |b, out, rows| {
+            let out = out.expect("prediction plans have an output");
+            all.extend_from_slice(&b.read_f32(out.slice(0, rows * outputs))?);
+            Ok(())
+        })?;
+        Ok(all)
+    }
+
+    /// Runs the `mode` plan (evaluation or prediction) on every row of `data` in batches of up
+    /// to [`Model::batch_size`] rows, calling `after(backend, output buffer, rows)` after each.
+    fn each_batch(
+        &mut self,
+        mode: Mode,
+        data: &ResidentData,
+        mut after: impl FnMut(&mut dyn Backend, Option<Buf>, usize) -> Result<()>,
+    ) -> Result<()> {
+        let persistent = Persistent {
+            params: Some(self.params),
+            acc: (mode == Mode::Eval).then_some(self.acc),
+            ..Persistent::default()
+        };
+        let slot = if mode == Mode::Eval {
+            &mut self.eval
+        } else {
+            &mut self.predict
+        };
+        let cache = match slot {
+            Some(c) => c,
+            None => slot.insert(ProgramCache::new(Recipe {
+                spec: self.spec.clone(),
+                layout: self.layout.clone(),
+                mode,
+                training: None,
+                persistent,
+                options: self.options,
+                batch: self.batch,
+            })),
+        };
+        let b = self.backend.as_mut();
         for start in (0..data.rows).step_by(self.batch) {
             let rows = self.batch.min(data.rows - start);
             let args = StepArgs {
@@ -275,12 +274,11 @@ impl Model {
                 stream_base: 0,
                 update: None,
             };
-            let p = cache.get(b, &mut self.pool, rows)?;
-            p.run(b, data, &args)?;
-            let out = p.output().expect("prediction plans have an output");
-            all.extend_from_slice(&b.read_f32(out.slice(0, rows * outputs))?);
+            let program = cache.get(b, &mut self.pool, rows)?;
+            program.run(b, data, &args)?;
+            after(b, program.output(), rows)?;
         }
-        Ok(all)
+        Ok(())
     }
 
     /// The model's outputs after the loss's output activation (probabilities for classifiers,

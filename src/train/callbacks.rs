@@ -61,13 +61,14 @@ pub struct Silent;
 impl Callback for Silent {}
 
 /// The figure early stopping and save-best watch: the validation loss where there is a
-/// validation set, else the test loss, else the training loss.
+/// validation set, else the training loss. Never the test loss: a model chosen on the test set
+/// would make its test accuracy an overestimate.
 fn watched(r: &EpochReport) -> f64 {
-    r.val.or(r.test).map(|m| m.loss).unwrap_or(r.train_loss)
+    r.val.map_or(r.train_loss, |m| m.loss)
 }
 
-/// Stops training when the watched loss (validation, else test, else training) has not
-/// improved for `patience` epochs.
+/// Stops training when the watched loss (validation, else training) has not improved for
+/// `patience` epochs.
 ///
 /// ```
 /// use wgtrain::backend::cpu::CpuBackend;
@@ -128,7 +129,8 @@ impl Callback for EarlyStopping {
         } else {
             self.since_best += 1;
         }
-        Ok(if self.since_best >= self.patience {
+        // A patience of 0 would stop after the first epoch, improved or not: it means 1.
+        Ok(if self.since_best >= self.patience.max(1) {
             Control::Stop
         } else {
             Control::Continue
@@ -136,8 +138,7 @@ impl Callback for EarlyStopping {
     }
 }
 
-/// Saves the model to `path` whenever the watched loss (validation, else test, else training)
-/// improves. A model with a NaN or infinite parameter is never saved: training stops with
+/// Saves the model to `path` whenever the watched loss (validation, else training) improves. A model with a NaN or infinite parameter is never saved: training stops with
 /// [`crate::Error::Diverged`] instead.
 #[derive(Clone, Debug)]
 pub struct SaveBest {

@@ -300,7 +300,9 @@ impl Trainer {
         let args = StepArgs {
             start,
             seed: self.dropout_seed,
-            stream_base: (self.progress.step as u32).wrapping_mul(64),
+            // One stream per (step, layer): layer i of step s draws stream s·layers + i.
+            stream_base: (self.progress.step as u32)
+                .wrapping_mul(self.model.spec().layers.len() as u32),
             update: Some(self.optimizer.update_params(self.progress.step)),
         };
         let cache = self.train.as_mut().expect("set above");
