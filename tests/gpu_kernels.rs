@@ -15,8 +15,9 @@ use wgtrain::model::{Activation, LossKind};
 use wgtrain::ops::gather::LabelPair;
 use wgtrain::ops::reduce::{ACC_LEN, STATS_PER_ROW};
 use wgtrain::ops::{
-    AccumulateStats, ActBackward, ActForward, Clip, ColSum, Dropout, Epilogue, Fill, Gather,
-    GatherLabels, Loss, MaskMul, Matmul, MatmulDims, Op, Penalty, Regularize, SumSquares, Update,
+    AccumulateStats, ActBackward, ActForward, AvgPool, AvgPoolGrad, Clip, ColSum, Dropout,
+    Epilogue, Fill, Flatten, Gather, GatherLabels, Im2Row, Loss, MaskMul, Matmul, MatmulDims,
+    MaxPool, MaxPoolGrad, Op, Penalty, Regularize, Row2Im, SumSquares, Update, Window,
 };
 use wgtrain::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use wgtrain::rng::Rng;
@@ -1113,5 +1114,169 @@ fn backend_choice_opens_the_gpu_or_falls_back() {
         Err(e @ Error::Config(_)) => assert!(e.to_string().contains("--adapter 999")),
         Err(e) => panic!("expected a Config error, got {e}"),
         Ok(_) => panic!("adapter 999 opened"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// convolution (im2col, col2im), pooling, flattening
+
+/// Kernels 1, 3 and 5 (and a non-square one); strides 1 and 2; padding 0, 1 and "same";
+/// 1, 3 and 17 channels; batches of 1 and 2; 8x8, 28x28 and odd-sized images.
+fn conv_windows() -> Vec<Window> {
+    let mut v = Vec::new();
+    let images = [(8, 8), (28, 28), (9, 7)];
+    let channels = [1, 3, 17];
+    let mut i = 0;
+    for (kh, kw) in [(1, 1), (3, 3), (5, 5), (3, 2)] {
+        for (sh, sw) in [(1, 1), (2, 2)] {
+            for pad in [0, 1, usize::MAX] {
+                let (h, w) = images[i % images.len()];
+                let c = channels[i / 2 % channels.len()];
+                let batch = 1 + i % 2;
+                i += 1;
+                // "same": (k - 1) / 2 on each side.
+                let (ph, pw) = if pad == usize::MAX {
+                    ((kh - 1) / 2, (kw - 1) / 2)
+                } else {
+                    (pad.min(kh - 1), pad.min(kw - 1))
+                };
+                v.push(Window {
+                    batch,
+                    h,
+                    w,
+                    c,
+                    kh,
+                    kw,
+                    sh,
+                    sw,
+                    ph,
+                    pw,
+                });
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn im2col_and_col2im_match_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(20);
+    for g in conv_windows() {
+        let x = p
+            .f32s(&uniform(&mut rng, g.input_len() + 3, -1.0, 1.0))
+            .slice(3, g.input_len());
+        let n = g.positions() * g.patch();
+        let cols = p.out(n + 1).slice(1, n);
+        p.run(|on| Im2Row {
+            x: pick(x, on),
+            cols: pick(cols, on),
+            g,
+        });
+        p.check_exact(&format!("im2col {g:?}"), cols);
+        let dcols = p.f32s(&uniform(&mut rng, n, -1.0, 1.0));
+        let dx = p.out(g.input_len() + 2).slice(2, g.input_len());
+        p.run(|on| Row2Im {
+            cols: pick(dcols, on),
+            x: pick(dx, on),
+            g,
+        });
+        // Both sum each input's entries in the order of their positions.
+        p.check(&format!("col2im {g:?}"), dx, 1e-6, 1e-6);
+    }
+}
+
+#[test]
+fn pooling_matches_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(21);
+    let mut i = 0;
+    for (h, w) in [(8, 8), (28, 28), (9, 7)] {
+        for c in [1, 3, 17] {
+            for (k, s) in [(2, 2), (3, 3), (3, 2), (2, 1)] {
+                let g = Window {
+                    batch: 1 + i % 2,
+                    h,
+                    w,
+                    c,
+                    kh: k,
+                    kw: k,
+                    sh: s,
+                    sw: s,
+                    ph: 0,
+                    pw: 0,
+                };
+                i += 1;
+                let what = format!("{g:?}");
+                let x = p.f32s(&uniform(&mut rng, g.input_len(), -1.0, 1.0));
+                let out = g.positions() * c;
+                let y = p.out(out + 1).slice(1, out);
+                let argmax = p.labels_out(out);
+                p.run(|on| MaxPool {
+                    x: pick(x, on),
+                    y: pick(y, on),
+                    argmax: pick(argmax, on),
+                    g,
+                });
+                p.check_exact(&format!("max pool {what}"), y);
+                p.check_labels(&format!("max pool argmax {what}"), argmax);
+                let dy = p.f32s(&uniform(&mut rng, out, -1.0, 1.0));
+                let dx = p.out(g.input_len());
+                p.run(|on| MaxPoolGrad {
+                    dy: pick(dy, on),
+                    argmax: pick(argmax, on),
+                    dx: pick(dx, on),
+                    g,
+                });
+                p.check_exact(&format!("max pool backward {what}"), dx);
+                let ya = p.out(out);
+                p.run(|on| AvgPool {
+                    x: pick(x, on),
+                    y: pick(ya, on),
+                    g,
+                });
+                p.check(&format!("average pool {what}"), ya, 1e-6, 1e-5);
+                let dxa = p.out(g.input_len());
+                p.run(|on| AvgPoolGrad {
+                    dy: pick(dy, on),
+                    dx: pick(dxa, on),
+                    g,
+                });
+                p.check(&format!("average pool backward {what}"), dxa, 1e-6, 1e-5);
+            }
+        }
+    }
+}
+
+#[test]
+fn flatten_matches_cpu_both_ways() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(22);
+    for (batch, h, w, c) in [(1, 1, 1, 1), (2, 7, 5, 3), (3, 28, 28, 17)] {
+        let n = batch * h * w * c;
+        let x = p.f32s(&uniform(&mut rng, n + 1, -1.0, 1.0)).slice(1, n);
+        let y = p.out(n);
+        let back = p.out(n);
+        for (src, dst, inverse) in [(x, y, false), (y, back, true)] {
+            p.run(|on| Flatten {
+                x: pick(src, on),
+                y: pick(dst, on),
+                batch,
+                h,
+                w,
+                c,
+                inverse,
+            });
+            p.check_exact(
+                &format!("flatten {batch}x{h}x{w}x{c} inverse {inverse}"),
+                dst,
+            );
+        }
+        // Unflattening undoes flattening.
+        let (a, b) = (
+            p.cpu.read_f32(x.cpu).unwrap(),
+            p.cpu.read_f32(back.cpu).unwrap(),
+        );
+        assert_eq!(a, b);
     }
 }

@@ -581,3 +581,34 @@ fn random_layer_sequences_match_the_cpu() {
     }
     drop(gpu);
 }
+
+/// A small CNN on 8x8 byte images: convolution (padded, then strided), ReLU, max pooling,
+/// average pooling, dropout, flattening of several channels and Dense layers, step by step
+/// against the CPU, partial batch included.
+#[test]
+fn cnn_steps_match_cpu() {
+    use wgtrain::data::Scale;
+    use wgtrain::model::Sequential;
+    let spec = Sequential::images(8, 8, 1, Scale::ZeroOne)
+        .conv_with(4, [3, 3], [1, 1], [1, 1])
+        .relu()
+        .max_pool(2)
+        .conv_with(6, [3, 3], [1, 1], [1, 1])
+        .tanh()
+        .avg_pool(2)
+        .dropout(0.2)
+        .dense(16)
+        .relu()
+        .dense(10)
+        .cross_entropy()
+        .unwrap();
+    run(Case {
+        name: "cnn",
+        spec,
+        optimizer: optimizer(OptimizerKind::Adam),
+        regularization: Regularization::default(),
+        data: tiny_digits(50, 5),
+        batch: 16,
+        epochs: 2,
+    });
+}

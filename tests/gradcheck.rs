@@ -23,7 +23,7 @@ use wgtrain::graph::lower::Training;
 use wgtrain::graph::{
     Mode, Persistent, PlanOptions, Pool, Program, Recipe, ResidentData, StepArgs,
 };
-use wgtrain::model::{Activation, Layer, LossKind, ModelSpec, ParamLayout};
+use wgtrain::model::{Activation, Layer, LossKind, ModelSpec, ParamLayout, Shape};
 use wgtrain::ops::reduce::{ACC_LEN, STATS_PER_ROW};
 use wgtrain::ops::{ActBackward, ActForward, Dropout, Loss, MaskMul, Regularize, UpdateParams};
 use wgtrain::optim::{OptimizerConfig, OptimizerKind, Regularization};
@@ -657,9 +657,119 @@ fn f64_forward(net: &mut Net) -> (f64, f64) {
     let mut width = net.spec.inputs();
     let mut slot = 0;
     let mut margin = f64::INFINITY;
+    let shapes = net.spec.shapes().unwrap();
     for (i, layer) in net.spec.layers.iter().enumerate() {
+        // Images are channels last; flattening (explicit, or before a Dense layer) orders each
+        // row (channel, y, x) as PyTorch does.
+        let to_rows = |x: &[f64]| -> Vec<f64> {
+            match shapes[i] {
+                Shape::Image { h, w, c } => {
+                    let image = h * w * c;
+                    let mut out = vec![0.0; x.len()];
+                    for r in 0..rows {
+                        for ci in 0..c {
+                            for p in 0..h * w {
+                                out[r * image + ci * h * w + p] = x[r * image + p * c + ci];
+                            }
+                        }
+                    }
+                    out
+                }
+                Shape::Flat(_) => x.to_vec(),
+            }
+        };
         match *layer {
+            Layer::Flatten => x = to_rows(&x),
+            Layer::Conv2d {
+                out_channels: o,
+                kernel: [kh, kw],
+                stride: [sh, sw],
+                padding: [ph, pw],
+                ..
+            } => {
+                let Shape::Image { h, w, c } = shapes[i] else {
+                    unreachable!()
+                };
+                let Shape::Image { h: oh, w: ow, .. } = shapes[i + 1] else {
+                    unreachable!()
+                };
+                let s = &net.layout.slots[slot];
+                slot += 1;
+                let mut y = vec![0.0; rows * oh * ow * o];
+                for r in 0..rows {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            for oc in 0..o {
+                                let mut acc = params[s.bias_offset + oc];
+                                for ky in 0..kh {
+                                    for kx in 0..kw {
+                                        let (yy, xx) = (oy * sh + ky, ox * sw + kx);
+                                        if yy < ph || xx < pw || yy - ph >= h || xx - pw >= w {
+                                            continue;
+                                        }
+                                        for ci in 0..c {
+                                            // Held (out, kh, kw, in).
+                                            let wi = ((oc * kh + ky) * kw + kx) * c + ci;
+                                            let xi = ((r * h + yy - ph) * w + xx - pw) * c + ci;
+                                            acc += x[xi] * params[s.weight_offset + wi];
+                                        }
+                                    }
+                                }
+                                y[((r * oh + oy) * ow + ox) * o + oc] = acc;
+                            }
+                        }
+                    }
+                }
+                x = y;
+                width = oh * ow * o;
+            }
+            Layer::MaxPool2d {
+                kernel: [kh, kw],
+                stride: [sh, sw],
+            }
+            | Layer::AvgPool2d {
+                kernel: [kh, kw],
+                stride: [sh, sw],
+            } => {
+                let Shape::Image { h, w, c } = shapes[i] else {
+                    unreachable!()
+                };
+                let Shape::Image { h: oh, w: ow, .. } = shapes[i + 1] else {
+                    unreachable!()
+                };
+                let max = matches!(layer, Layer::MaxPool2d { .. });
+                let mut y = vec![0.0; rows * oh * ow * c];
+                for r in 0..rows {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            for ci in 0..c {
+                                let mut v: Vec<f64> = Vec::new();
+                                for ky in 0..kh {
+                                    for kx in 0..kw {
+                                        let (yy, xx) = (oy * sh + ky, ox * sw + kx);
+                                        v.push(x[((r * h + yy) * w + xx) * c + ci]);
+                                    }
+                                }
+                                y[((r * oh + oy) * ow + ox) * c + ci] = if max {
+                                    // The gap to the runner-up: the max moves only if a
+                                    // perturbation closes it.
+                                    v.sort_by(f64::total_cmp);
+                                    if v.len() > 1 {
+                                        margin = margin.min(v[v.len() - 1] - v[v.len() - 2]);
+                                    }
+                                    v[v.len() - 1]
+                                } else {
+                                    v.iter().sum::<f64>() / v.len() as f64
+                                };
+                            }
+                        }
+                    }
+                }
+                x = y;
+                width = oh * ow * c;
+            }
             Layer::Dense { inputs, outputs } => {
+                x = to_rows(&x);
                 let s = &net.layout.slots[slot];
                 slot += 1;
                 let mut y = vec![0.0; rows * outputs];
@@ -767,7 +877,7 @@ fn check_forward_and_margin(net: &mut Net) {
     );
     assert!(
         margin > 2.0 * H as f64,
-        "a ReLU input is {margin} from its kink"
+        "a ReLU input or a max-pool runner-up is {margin} from its kink"
     );
 }
 
@@ -1113,4 +1223,100 @@ fn dropout_backward_uses_the_forward_mask() {
         .map(|i| central_diff(&mut b, x, i, &mut loss))
         .collect();
     assert_grads_close("dropout dx", &analytic, &numeric);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution and pooling, in whole models: every weight and bias of every convolution and
+// Dense layer against finite differences, through im2col, col2im, both poolings (overlapping
+// windows too), strides, padding and flattening of several channels; fused and unfused plans
+// bitwise equal.
+
+/// Small CNNs over images of a few pixels: (spec, rows, seed).
+fn small_cnns() -> Vec<(ModelSpec, usize, u64)> {
+    use wgtrain::data::Scale;
+    use wgtrain::model::Sequential;
+    let z = Scale::ZeroOne;
+    vec![
+        // 3x3 same-padded convolution of 2 channels, max pooling, Dense.
+        (
+            Sequential::images(6, 6, 2, z)
+                .conv_with(3, [3, 3], [1, 1], [1, 1])
+                .tanh()
+                .max_pool(2)
+                .dense(3)
+                .cross_entropy()
+                .unwrap(),
+            2,
+            71,
+        ),
+        // A 3x2 kernel with stride 2 on a 7x5 image, overlapping average pooling (stride 1).
+        (
+            Sequential::images(7, 5, 1, z)
+                .conv_with(2, [3, 2], [2, 2], [0, 0])
+                .leaky_relu()
+                .avg_pool_with([2, 2], [1, 1])
+                .dense(2)
+                .mse()
+                .unwrap(),
+            3,
+            72,
+        ),
+        // A 1x1 convolution of 3 channels, dropout on images, an explicit flatten.
+        (
+            Sequential::images(4, 5, 3, z)
+                .conv(4, 1)
+                .tanh()
+                .dropout(0.3)
+                .flatten()
+                .dense(3)
+                .cross_entropy()
+                .unwrap(),
+            2,
+            73,
+        ),
+        // Two convolutions (5x5 padded by 2, then 3x3 padded by 1) with overlapping max
+        // pooling (3 by 2) between them and average pooling after.
+        (
+            Sequential::images(8, 8, 1, z)
+                .conv_with(2, [5, 5], [1, 1], [2, 2])
+                .tanh()
+                .max_pool_with([3, 3], [2, 2])
+                .conv_with(3, [3, 3], [1, 1], [1, 1])
+                .sigmoid()
+                .avg_pool(3)
+                .dense(2)
+                .bce()
+                .unwrap(),
+            1,
+            74,
+        ),
+    ]
+}
+
+#[test]
+fn convolution_and_pooling_gradients() {
+    for (spec, rows, first_seed) in small_cnns() {
+        // Draws whose ReLU inputs or max-pool runners-up come within two steps of a kink are
+        // redrawn: the check needs a smooth loss.
+        let seed = (first_seed..first_seed + 50)
+            .find(|&s| {
+                let mut net =
+                    random_network_with(spec.clone(), rows, rows, s, PlanOptions { fuse: true });
+                f64_forward(&mut net).1 > 2.0 * H as f64
+            })
+            .expect("a draw away from every kink");
+        let mut fused =
+            random_network_with(spec.clone(), rows, rows, seed, PlanOptions { fuse: true });
+        let mut plain =
+            random_network_with(spec.clone(), rows, rows, seed, PlanOptions { fuse: false });
+        assert_eq!(
+            fused.run().to_bits(),
+            plain.run().to_bits(),
+            "{:?}",
+            spec.layers
+        );
+        assert_eq!(fused.grads(), plain.grads(), "{:?}", spec.layers);
+        check_forward_and_margin(&mut fused);
+        check_network_grads(&mut fused);
+    }
 }

@@ -4,6 +4,7 @@
 mod bench;
 mod devices;
 mod eval;
+mod layers;
 mod plan;
 mod plot;
 mod predict;

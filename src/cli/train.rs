@@ -45,6 +45,20 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub classes: Option<usize>,
 
+    /// The network: mlp (Dense layers, shaped by --hidden, --activation, --dropout) or cnn (a
+    /// small LeNet-like network for images: "conv 32 3 pad 1, relu, maxpool 2, conv 64 3 pad 1,
+    /// relu, maxpool 2, dense 128, relu, dropout 0.3, dense").
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+
+    /// The network as a comma-separated layer list, in place of --arch: `conv OUT K [stride S]
+    /// [pad P|same]` (K or KHxKW), `maxpool K [stride S]`, `avgpool K [stride S]`, `flatten`,
+    /// `dense N` (the last may omit N: the classes), `dropout P`, and the activations relu,
+    /// leaky-relu, sigmoid, tanh, softmax, linear. E.g. "conv 16 5 pad same, relu, maxpool 2,
+    /// dense 64, relu, dense".
+    #[arg(long, value_name = "LIST")]
+    pub layers: Option<String>,
+
     /// Hidden layer sizes, comma-separated [default: 256,128 for images, 64,64 for spiral/sine].
     #[arg(long, value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
@@ -184,6 +198,16 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
+/// The network presets `--arch` offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// Dense layers: --hidden sizes, each with --activation and --dropout.
+    Mlp,
+    /// A small convolutional network for images (28x28 or as small as 8x8).
+    Cnn,
+}
+
 /// The learning-rate schedules `--schedule` offers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -228,6 +252,12 @@ fn preset(source: &DataSource) -> Preset {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Settings {
     data: String,
+    /// Absent from checkpoints written before the flag existed: an MLP.
+    #[serde(default)]
+    arch: Option<Arch>,
+    /// The layer list actually used (`--layers`, or the `--arch cnn` preset); `None` for MLPs.
+    #[serde(default)]
+    layers: Option<String>,
     hidden: Vec<usize>,
     activation: Activation,
     dropout: f32,
@@ -288,8 +318,18 @@ const RESUME_FREE: [&str; 2] = ["epochs", "early_stop"];
 impl Settings {
     fn from_args(a: &TrainArgs) -> Settings {
         let p = preset(&DataSource::parse(&a.data));
+        let arch = match (&a.layers, a.arch) {
+            (Some(_), _) => None,
+            (None, arch) => Some(arch.unwrap_or(Arch::Mlp)),
+        };
+        let layers = a
+            .layers
+            .clone()
+            .or_else(|| (arch == Some(Arch::Cnn)).then(|| super::layers::CNN.to_string()));
         Settings {
             data: a.data.clone(),
+            arch,
+            layers,
             hidden: a.hidden.clone().unwrap_or(p.hidden),
             activation: a.activation,
             dropout: a.dropout,
@@ -426,6 +466,23 @@ impl Settings {
 
     /// Refuses optimizer flags the user gave that this run's optimizer would ignore.
     fn refuse_ignored(&self, m: &ArgMatches) -> anyhow::Result<()> {
+        if self.layers.is_some() {
+            let why = if super::given(m, "layers") {
+                "--layers describes the whole network"
+            } else {
+                "--arch cnn is a fixed network"
+            };
+            if super::given(m, "arch") && super::given(m, "layers") {
+                bail!("--arch and --layers both describe the network; give one");
+            }
+            for flag in ["hidden", "activation", "dropout"] {
+                if super::given(m, flag) {
+                    bail!(
+                        "--{flag} shapes the --arch mlp network, and {why}; drop --{flag} (or use --layers to change the layers)"
+                    );
+                }
+            }
+        }
         let optimizer = value_name(&self.optimizer);
         if self.optimizer != OptimizerKind::Sgd {
             for flag in ["momentum", "nesterov"] {
@@ -955,7 +1012,20 @@ fn build_spec(
         (LossKind::SigmoidBce, Some(2)) => 1,
         _ => train.output_dim(),
     };
-    let mut spec = ModelSpec::mlp(train.dim, &s.hidden, outputs, s.activation, s.dropout, loss)?;
+    let mut spec = match &s.layers {
+        Some(list) => {
+            let (h, w) = train.image_shape;
+            let channels = train.dim / (h * w).max(1);
+            super::layers::LayerList::parse(list)?.build(
+                train.image_shape,
+                channels,
+                s.scale,
+                outputs,
+                loss,
+            )?
+        }
+        None => ModelSpec::mlp(train.dim, &s.hidden, outputs, s.activation, s.dropout, loss)?,
+    };
     spec.input_shape = train.image_shape;
     spec.scale = s.scale;
     spec.class_names = class_names;
@@ -982,24 +1052,73 @@ fn describe_classes(classes: Option<usize>, train: &data::Dataset) -> String {
     }
 }
 
-/// "784-256-128-10 relu, cross-entropy loss" style.
+/// "784-256-128-10 relu, cross-entropy loss" for MLPs; "28x28x1 conv32-3 relu maxpool2 ...
+/// dense10, cross-entropy loss" for networks with images.
 fn describe(spec: &ModelSpec) -> String {
-    let mut sizes = vec![spec.inputs().to_string()];
-    let mut act = None;
-    for l in &spec.layers {
-        match l {
-            Layer::Dense { outputs, .. } => sizes.push(outputs.to_string()),
-            Layer::Activation { activation } => act = Some(*activation),
-            Layer::Dropout { .. } => {}
+    let name = |a: &Activation| {
+        serde_json::to_value(a)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    };
+    let shape = match spec.input() {
+        crate::model::Shape::Image { h, w, c } => format!("{h}x{w}x{c}"),
+        s => s.len().to_string(),
+    };
+    let body = if matches!(spec.input(), crate::model::Shape::Image { .. })
+        && spec.layers.iter().any(|l| {
+            !matches!(
+                l,
+                Layer::Dense { .. } | Layer::Activation { .. } | Layer::Dropout { .. }
+            )
+        }) {
+        let mut parts = vec![shape];
+        for l in &spec.layers {
+            parts.push(match l {
+                Layer::Conv2d {
+                    out_channels,
+                    kernel,
+                    stride,
+                    padding,
+                    ..
+                } => {
+                    let mut t = format!("conv{out_channels}-{}", kernel[0]);
+                    if kernel[1] != kernel[0] {
+                        t += &format!("x{}", kernel[1]);
+                    }
+                    if *stride != [1, 1] {
+                        t += &format!("s{}", stride[0]);
+                    }
+                    if *padding != [0, 0] {
+                        t += &format!("p{}", padding[0]);
+                    }
+                    t
+                }
+                Layer::MaxPool2d { kernel, .. } => format!("maxpool{}", kernel[0]),
+                Layer::AvgPool2d { kernel, .. } => format!("avgpool{}", kernel[0]),
+                Layer::Flatten => continue,
+                Layer::Dense { outputs, .. } => format!("dense{outputs}"),
+                Layer::Activation { activation } => name(activation),
+                Layer::Dropout { p } => format!("dropout{p}"),
+            });
         }
-    }
-    let act = act
-        .and_then(|a| serde_json::to_value(a).ok())
-        .and_then(|v| v.as_str().map(|s| format!(" {s}")))
-        .unwrap_or_default();
+        parts.join(" ")
+    } else {
+        let mut sizes = vec![spec.inputs().to_string()];
+        let mut act = None;
+        for l in &spec.layers {
+            match l {
+                Layer::Dense { outputs, .. } => sizes.push(outputs.to_string()),
+                Layer::Activation { activation } => act = Some(name(activation)),
+                _ => {}
+            }
+        }
+        let act = act.map(|a| format!(" {a}")).unwrap_or_default();
+        format!("{}{act}", sizes.join("-"))
+    };
     let loss = serde_json::to_value(spec.loss)
         .ok()
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_default();
-    format!("{}{act}, {loss} loss", sizes.join("-"))
+    format!("{body}, {loss} loss")
 }

@@ -6,11 +6,12 @@
 
 use super::plan::{Mode, Plan, Value, ValueKind};
 use crate::backend::{Buf, DType};
-use crate::model::{Layer, ModelSpec, ParamLayout};
+use crate::model::{Layer, ModelSpec, ParamLayout, Shape};
 use crate::ops::reduce::{ACC_LEN, STATS_PER_ROW};
 use crate::ops::{
-    AccumulateStats, ActBackward, ActForward, Clip, ColSum, Dropout, Gather, GatherLabels, Loss,
-    MaskMul, Matmul, MatmulDims, Op, Regularize, SumSquares, Update, UpdateParams,
+    AccumulateStats, ActBackward, ActForward, AvgPool, AvgPoolGrad, Clip, ColSum, Dropout, Flatten,
+    Gather, GatherLabels, Im2Row, Loss, MaskMul, Matmul, MatmulDims, MaxPool, MaxPoolGrad, Op,
+    Regularize, Row2Im, SumSquares, Update, UpdateParams, Window,
 };
 use crate::optim::Regularization;
 
@@ -157,18 +158,22 @@ pub fn lower(
         }
     });
 
-    // Forward: what each layer read, wrote, and (dropout) drew, for the backward pass.
+    // Forward: what each layer read, wrote, and kept for the backward pass (dropout masks,
+    // convolution patches, pooling maxima).
+    let shapes = spec.shapes().expect("the spec was validated");
     let n_layers = spec.layers.len();
     let mut input_of = vec![x0; n_layers];
     let mut output_of = vec![x0; n_layers];
-    let mut mask_of: Vec<Option<Buf>> = vec![None; n_layers];
+    let mut kept: Vec<Option<Buf>> = vec![None; n_layers];
     let mut cur = x0;
-    let mut width = inputs;
     let mut slot = 0;
     for (i, layer) in spec.layers.iter().enumerate() {
-        input_of[i] = cur;
+        let shape = shapes[i];
+        let len = rows * shape.len();
         match *layer {
             Layer::Dense { inputs: k, outputs } => {
+                // A Dense layer after images flattens them first, as PyTorch's nn.Flatten.
+                cur = flatten(&mut b, cur, shape, rows, i, false);
                 let (w, bias) = slot_views(&mut b, layout, params, slot, "");
                 slot += 1;
                 let z = b.temp(format!("layer {i} out"), rows * outputs);
@@ -180,38 +185,86 @@ pub fn lower(
                     trans_a: false,
                     trans_b: true,
                 };
+                input_of[i] = cur;
                 b.op(Matmul {
                     bias: Some(bias),
                     ..Matmul::new(cur, w, z, dims)
                 });
                 cur = z;
-                width = outputs;
             }
+            Layer::Conv2d { out_channels, .. } => {
+                let g = window(layer, shape, rows);
+                let (w, bias) = slot_views(&mut b, layout, params, slot, "");
+                slot += 1;
+                let cols = b.temp(format!("layer {i} patches"), g.positions() * g.patch());
+                b.op(Im2Row { x: cur, cols, g });
+                let z = b.temp(format!("layer {i} out"), g.positions() * out_channels);
+                // patches: (batch·oh·ow, c·kh·kw) · Wᵀ with W: (out, c·kh·kw)
+                //   -> (batch·oh·ow, out), channels-last images
+                let dims = MatmulDims {
+                    m: g.positions(),
+                    k: g.patch(),
+                    n: out_channels,
+                    trans_a: false,
+                    trans_b: true,
+                };
+                b.op(Matmul {
+                    bias: Some(bias),
+                    ..Matmul::new(cols, w, z, dims)
+                });
+                kept[i] = Some(cols);
+                cur = z;
+            }
+            Layer::MaxPool2d { .. } => {
+                let g = window(layer, shape, rows);
+                let y = b.temp(format!("layer {i} out"), g.positions() * g.c);
+                let argmax = b.value(
+                    format!("layer {i} argmax"),
+                    DType::U32,
+                    g.positions() * g.c,
+                    ValueKind::Temp,
+                );
+                b.op(MaxPool {
+                    x: cur,
+                    y,
+                    argmax,
+                    g,
+                });
+                kept[i] = Some(argmax);
+                cur = y;
+            }
+            Layer::AvgPool2d { .. } => {
+                let g = window(layer, shape, rows);
+                let y = b.temp(format!("layer {i} out"), g.positions() * g.c);
+                b.op(AvgPool { x: cur, y, g });
+                cur = y;
+            }
+            Layer::Flatten => cur = flatten(&mut b, cur, shape, rows, i, false),
             Layer::Activation { activation } => {
-                let y = b.temp(format!("layer {i} out"), rows * width);
+                let y = b.temp(format!("layer {i} out"), len);
                 b.op(ActForward {
                     act: activation,
                     x: cur,
                     y,
                     rows,
-                    cols: width,
+                    cols: shape.len(),
                 });
                 cur = y;
             }
             Layer::Dropout { p } if train && p > 0.0 => {
-                let y = b.temp(format!("layer {i} out"), rows * width);
-                let mask = b.temp(format!("layer {i} mask"), rows * width);
+                let y = b.temp(format!("layer {i} out"), len);
+                let mask = b.temp(format!("layer {i} mask"), len);
                 b.op(Dropout {
                     x: cur,
                     y,
                     mask,
-                    n: rows * width,
+                    n: len,
                     p,
                     seed: 0,
                     // The layer's stream; a step adds its own base (see `Program::run`).
                     stream: i as u32,
                 });
-                mask_of[i] = Some(mask);
+                kept[i] = Some(mask);
                 cur = y;
             }
             // The identity outside training.
@@ -238,9 +291,13 @@ pub fn lower(
         });
         b.op(AccumulateStats { stats, rows, acc });
         if let (Some(mut g), Some(grads), Some(tr)) = (grad, grads, training) {
-            backward(
-                &mut b, spec, layout, rows, params, grads, &mut g, &input_of, &output_of, &mask_of,
-            );
+            let saved = Saved {
+                shapes: &shapes,
+                input_of: &input_of,
+                output_of: &output_of,
+                kept: &kept,
+            };
+            backward(&mut b, spec, layout, rows, params, grads, &mut g, &saved);
             update(&mut b, layout, params, grads, tr);
         }
     }
@@ -255,8 +312,78 @@ pub fn lower(
     }
 }
 
-/// The backward pass from the loss gradient `g` (rows, outputs) down to the first Dense layer
-/// (nothing before it has parameters), writing each Dense layer's gradients into `grads`.
+/// What the forward pass left for the backward pass, per layer.
+struct Saved<'a> {
+    /// The shape of each layer's input (per row), then of the last layer's output.
+    shapes: &'a [Shape],
+    /// What each Dense layer's product read (its input, flattened).
+    input_of: &'a [Buf],
+    /// What each layer wrote (activations' outputs, for their derivatives).
+    output_of: &'a [Buf],
+    /// Dropout's masks, convolutions' patch matrices, max pooling's maxima positions.
+    kept: &'a [Option<Buf>],
+}
+
+/// The window of a convolution or pooling layer over a batch of `rows` images of `shape`.
+fn window(layer: &Layer, shape: Shape, rows: usize) -> Window {
+    let Shape::Image { h, w, c } = shape else {
+        unreachable!("the spec was validated: convolution and pooling take images")
+    };
+    let (kernel, stride, padding) = match *layer {
+        Layer::Conv2d {
+            kernel,
+            stride,
+            padding,
+            ..
+        } => (kernel, stride, padding),
+        Layer::MaxPool2d { kernel, stride } | Layer::AvgPool2d { kernel, stride } => {
+            (kernel, stride, [0, 0])
+        }
+        _ => unreachable!("only convolution and pooling have windows"),
+    };
+    Window {
+        batch: rows,
+        h,
+        w,
+        c,
+        kh: kernel[0],
+        kw: kernel[1],
+        sh: stride[0],
+        sw: stride[1],
+        ph: padding[0],
+        pw: padding[1],
+    }
+}
+
+/// Flattens a batch of `rows` rows of `shape` for layer `i` (or, `inverse`, unflattens its
+/// gradient): channels-last images to PyTorch's (channel, y, x) rows. Rows already in that
+/// order (feature vectors, one channel, one pixel) pass through as they are.
+fn flatten(b: &mut Builder, x: Buf, shape: Shape, rows: usize, i: usize, inverse: bool) -> Buf {
+    match shape {
+        Shape::Image { h, w, c } if c > 1 && h * w > 1 => {
+            let name = if inverse {
+                format!("grad of layer {i} images")
+            } else {
+                format!("layer {i} rows")
+            };
+            let y = b.temp(name, rows * h * w * c);
+            b.op(Flatten {
+                x,
+                y,
+                batch: rows,
+                h,
+                w,
+                c,
+                inverse,
+            });
+            y
+        }
+        _ => x,
+    }
+}
+
+/// The backward pass from the loss gradient `g` (rows, outputs) down to the first layer with
+/// parameters (nothing before it has any), writing each one's gradients into `grads`.
 #[allow(clippy::too_many_arguments)]
 fn backward(
     b: &mut Builder,
@@ -266,26 +393,16 @@ fn backward(
     params: Buf,
     grads: Buf,
     g: &mut Buf,
-    input_of: &[Buf],
-    output_of: &[Buf],
-    mask_of: &[Option<Buf>],
+    saved: &Saved,
 ) {
-    let first_dense = layout.slots[0].layer;
+    let first = layout.slots[0].layer;
     let mut slot = layout.slots.len();
-    let width_before = |i: usize| -> usize {
-        spec.layers[..i]
-            .iter()
-            .rev()
-            .find_map(|l| match l {
-                Layer::Dense { outputs, .. } => Some(*outputs),
-                _ => None,
-            })
-            .unwrap_or_else(|| spec.inputs())
-    };
     for (i, layer) in spec.layers.iter().enumerate().rev() {
-        if i < first_dense {
+        if i < first {
             break;
         }
+        let shape = saved.shapes[i];
+        let len = rows * shape.len();
         match *layer {
             Layer::Dense { inputs: k, outputs } => {
                 slot -= 1;
@@ -293,7 +410,7 @@ fn backward(
                 // dW = dYᵀ · X: (outputs, rows) · (rows, k) -> (outputs, k)
                 b.op(Matmul::new(
                     *g,
-                    input_of[i],
+                    saved.input_of[i],
                     dw,
                     MatmulDims {
                         m: outputs,
@@ -310,7 +427,7 @@ fn backward(
                     cols: outputs,
                     out: db,
                 });
-                if i > first_dense {
+                if i > first {
                     let (w, _) = slot_views(b, layout, params, slot, "");
                     let dx = b.temp(format!("grad of layer {i} input"), rows * k);
                     // dX = dY · W: (rows, outputs) · (outputs, k) -> (rows, k)
@@ -326,31 +443,100 @@ fn backward(
                             trans_b: false,
                         },
                     ));
+                    *g = flatten(b, dx, shape, rows, i, true);
+                }
+            }
+            Layer::Conv2d { out_channels, .. } => {
+                slot -= 1;
+                let win = window(layer, shape, rows);
+                let cols = saved.kept[i].expect("a convolution keeps its patches");
+                let (dw, db) = slot_views(b, layout, grads, slot, "grad ");
+                // dW = dZᵀ · patches: (out, batch·oh·ow) · (batch·oh·ow, c·kh·kw)
+                b.op(Matmul::new(
+                    *g,
+                    cols,
+                    dw,
+                    MatmulDims {
+                        m: out_channels,
+                        k: win.positions(),
+                        n: win.patch(),
+                        trans_a: true,
+                        trans_b: false,
+                    },
+                ));
+                // db = Σ over every position of dZ: (batch·oh·ow, out) -> (out,)
+                b.op(ColSum {
+                    a: *g,
+                    rows: win.positions(),
+                    cols: out_channels,
+                    out: db,
+                });
+                if i > first {
+                    let (w, _) = slot_views(b, layout, params, slot, "");
+                    let dcols = b.temp(
+                        format!("grad of layer {i} patches"),
+                        win.positions() * win.patch(),
+                    );
+                    // d patches = dZ · W: (batch·oh·ow, out) · (out, c·kh·kw)
+                    b.op(Matmul::new(
+                        *g,
+                        w,
+                        dcols,
+                        MatmulDims {
+                            m: win.positions(),
+                            k: out_channels,
+                            n: win.patch(),
+                            trans_a: false,
+                            trans_b: false,
+                        },
+                    ));
+                    let dx = b.temp(format!("grad of layer {i} input"), len);
+                    b.op(Row2Im {
+                        cols: dcols,
+                        x: dx,
+                        g: win,
+                    });
                     *g = dx;
                 }
             }
+            Layer::MaxPool2d { .. } => {
+                let win = window(layer, shape, rows);
+                let dx = b.temp(format!("grad of layer {i} input"), len);
+                b.op(MaxPoolGrad {
+                    dy: *g,
+                    argmax: saved.kept[i].expect("max pooling keeps its maxima"),
+                    dx,
+                    g: win,
+                });
+                *g = dx;
+            }
+            Layer::AvgPool2d { .. } => {
+                let win = window(layer, shape, rows);
+                let dx = b.temp(format!("grad of layer {i} input"), len);
+                b.op(AvgPoolGrad { dy: *g, dx, g: win });
+                *g = dx;
+            }
+            Layer::Flatten => *g = flatten(b, *g, shape, rows, i, true),
             Layer::Activation { activation } => {
-                let width = width_before(i);
-                let dx = b.temp(format!("grad of layer {i} input"), rows * width);
+                let dx = b.temp(format!("grad of layer {i} input"), len);
                 b.op(ActBackward {
                     act: activation,
-                    y: output_of[i],
+                    y: saved.output_of[i],
                     dy: *g,
                     dx,
                     rows,
-                    cols: width,
+                    cols: shape.len(),
                 });
                 *g = dx;
             }
             Layer::Dropout { .. } => {
-                if let Some(mask) = mask_of[i] {
-                    let n = rows * width_before(i);
-                    let dx = b.temp(format!("grad of layer {i} input"), n);
+                if let Some(mask) = saved.kept[i] {
+                    let dx = b.temp(format!("grad of layer {i} input"), len);
                     b.op(MaskMul {
                         x: *g,
                         mask,
                         y: dx,
-                        n,
+                        n: len,
                     });
                     *g = dx;
                 }

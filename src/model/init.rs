@@ -1,7 +1,7 @@
 //! Parameter initialisation, shared by both backends: values are drawn on the host from the
 //! seeded generator and uploaded once, so a seed gives the same model everywhere.
 
-use super::{Layer, ModelSpec, ParamLayout};
+use super::{ModelSpec, ParamLayout};
 use crate::rng::Rng;
 
 /// The flat parameter vector of `spec` laid out as `layout`: weights He-normal for layers
@@ -9,9 +9,12 @@ use crate::rng::Rng;
 pub fn init_params(spec: &ModelSpec, layout: &ParamLayout, rng: &mut Rng) -> Vec<f32> {
     let mut flat = vec![0.0f32; layout.total];
     for slot in &layout.slots {
-        let (fan_in, fan_out) = (slot.inputs, slot.outputs);
-        debug_assert!(matches!(spec.layers[slot.layer], Layer::Dense { .. }));
-        let w = &mut flat[slot.weight_offset..slot.weight_offset + fan_in * fan_out];
+        // Fan-in and fan-out as PyTorch counts them: a convolution's window counts on both
+        // sides (in·kh·kw in, out·kh·kw out).
+        let window: usize = slot.shape[2..].iter().product();
+        let (fan_in, fan_out) = (slot.inputs, slot.outputs * window);
+        debug_assert!(spec.layers[slot.layer].has_params());
+        let w = &mut flat[slot.weight_offset..slot.weight_offset + slot.inputs * slot.outputs];
         if spec.activation_after(slot.layer).wants_he_init() {
             let std = (2.0 / fan_in as f64).sqrt();
             w.iter_mut().for_each(|v| *v = (rng.normal() * std) as f32);

@@ -11,4 +11,4 @@ pub use builder::Sequential;
 pub use compiled::{DEFAULT_BATCH, Metrics, Model};
 pub use init::init_params;
 pub use layout::{PARAM_ALIGN, ParamLayout, TensorSlot};
-pub use spec::{Activation, LEAKY_SLOPE, Layer, LossKind, MAX_PARAMETERS, ModelSpec, Task};
+pub use spec::{Activation, LEAKY_SLOPE, Layer, LossKind, MAX_PARAMETERS, ModelSpec, Shape, Task};

@@ -94,6 +94,107 @@ pub enum Task {
     Regression,
 }
 
+/// The window of a convolution or pooling layer on `h x w x c` images (a batch of one).
+pub(crate) fn window(
+    h: usize,
+    w: usize,
+    c: usize,
+    [kh, kw]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [ph, pw]: [usize; 2],
+) -> crate::ops::Window {
+    crate::ops::Window {
+        batch: 1,
+        h,
+        w,
+        c,
+        kh,
+        kw,
+        sh,
+        sw,
+        ph,
+        pw,
+    }
+}
+
+/// What layer `i`, `l`, makes of rows of shape `shape`, or why it cannot take them.
+pub(crate) fn next_shape(i: usize, l: &Layer, shape: Shape) -> Result<Shape> {
+    let bad = |why: String| Error::Shape(format!("layer {i}: {why}"));
+    Ok(match (*l, shape) {
+        (Layer::Dense { inputs, outputs }, s) => {
+            if inputs == 0 || outputs == 0 {
+                return Err(bad("a Dense layer of size 0".into()));
+            }
+            if s.len() != inputs {
+                return Err(bad(format!(
+                    "takes {inputs} inputs but the layer before gives {}",
+                    s.len()
+                )));
+            }
+            Shape::Flat(outputs)
+        }
+        (Layer::Activation { activation }, s) => {
+            if activation == Activation::Softmax && matches!(s, Shape::Image { .. }) {
+                return Err(bad(
+                    "softmax is taken over a row of features, not over images; flatten first"
+                        .into(),
+                ));
+            }
+            s
+        }
+        (Layer::Dropout { p }, s) => {
+            if !(0.0..1.0).contains(&p) {
+                return Err(bad(format!("dropout {p} is outside [0, 1)")));
+            }
+            s
+        }
+        (Layer::Flatten, s) => Shape::Flat(s.len()),
+        (
+            Layer::Conv2d {
+                in_channels,
+                out_channels,
+                kernel,
+                stride,
+                padding,
+            },
+            Shape::Image { h, w, c },
+        ) => {
+            if in_channels != c {
+                return Err(bad(format!(
+                    "a convolution of {in_channels} input channels on images of {c}"
+                )));
+            }
+            if out_channels == 0 {
+                return Err(bad("a convolution of 0 output channels".into()));
+            }
+            let g = self::window(h, w, c, kernel, stride, padding);
+            g.check().map_err(|e| bad(e.to_string()))?;
+            Shape::Image {
+                h: g.oh(),
+                w: g.ow(),
+                c: out_channels,
+            }
+        }
+        (
+            Layer::MaxPool2d { kernel, stride } | Layer::AvgPool2d { kernel, stride },
+            Shape::Image { h, w, c },
+        ) => {
+            let g = self::window(h, w, c, kernel, stride, [0, 0]);
+            g.check().map_err(|e| bad(e.to_string()))?;
+            Shape::Image {
+                h: g.oh(),
+                w: g.ow(),
+                c,
+            }
+        }
+        (_, Shape::Flat(_)) => {
+            return Err(bad(
+                "convolution and pooling take images, but the layers before give rows".into(),
+            ));
+        }
+    })
+}
+
 /// One layer of the sequence.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -116,6 +217,106 @@ pub enum Layer {
         /// are scaled by `1 / (1 - p)`.
         p: f32,
     },
+    /// A 2-D convolution, PyTorch's `nn.Conv2d`: W: (out_channels, in_channels, kh, kw), a bias
+    /// per output channel, zero padding.
+    Conv2d {
+        /// Channels of the input images.
+        in_channels: usize,
+        /// Channels of the output images (filters).
+        out_channels: usize,
+        /// Window `[height, width]`.
+        kernel: [usize; 2],
+        /// Step between windows `[vertical, horizontal]`.
+        stride: [usize; 2],
+        /// Zeros added `[above and below, left and right]`.
+        padding: [usize; 2],
+    },
+    /// Max pooling, PyTorch's `nn.MaxPool2d` (no padding).
+    MaxPool2d {
+        /// Window `[height, width]`.
+        kernel: [usize; 2],
+        /// Step between windows `[vertical, horizontal]`.
+        stride: [usize; 2],
+    },
+    /// Average pooling, PyTorch's `nn.AvgPool2d` (no padding).
+    AvgPool2d {
+        /// Window `[height, width]`.
+        kernel: [usize; 2],
+        /// Step between windows `[vertical, horizontal]`.
+        stride: [usize; 2],
+    },
+    /// Images to rows, PyTorch's `nn.Flatten`: each row in `(channel, y, x)` order. Implicit
+    /// before a Dense layer that follows images.
+    Flatten,
+}
+
+/// The shape of the data flowing between layers, per row (one image or one feature vector).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// An image of `c` channels, `h x w` pixels (stored channels last).
+    Image {
+        /// Height.
+        h: usize,
+        /// Width.
+        w: usize,
+        /// Channels.
+        c: usize,
+    },
+    /// A feature vector of this length.
+    Flat(usize),
+}
+
+impl Shape {
+    /// Values per row.
+    pub fn len(&self) -> usize {
+        match *self {
+            Shape::Image { h, w, c } => h * w * c,
+            Shape::Flat(n) => n,
+        }
+    }
+
+    /// A shape of no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Layer {
+    /// The weight's and the bias's number of values (0 and 0 for layers without parameters).
+    pub fn parameters(&self) -> (usize, usize) {
+        match *self {
+            Layer::Dense { inputs, outputs } => (inputs.saturating_mul(outputs), outputs),
+            Layer::Conv2d {
+                in_channels,
+                out_channels,
+                kernel: [kh, kw],
+                ..
+            } => (
+                in_channels
+                    .saturating_mul(kh)
+                    .saturating_mul(kw)
+                    .saturating_mul(out_channels),
+                out_channels,
+            ),
+            _ => (0, 0),
+        }
+    }
+
+    /// Layers with parameters (a weight and a bias).
+    pub fn has_params(&self) -> bool {
+        matches!(self, Layer::Dense { .. } | Layer::Conv2d { .. })
+    }
+
+    /// Layers that take images.
+    fn is_spatial(&self) -> bool {
+        matches!(
+            self,
+            Layer::Conv2d { .. }
+                | Layer::MaxPool2d { .. }
+                | Layer::AvgPool2d { .. }
+                | Layer::Flatten
+        )
+    }
 }
 
 /// A whole model: enough to rebuild it, train it and use it for prediction.
@@ -128,6 +329,9 @@ pub struct ModelSpec {
     pub loss: LossKind,
     /// `(height, width)` of image inputs, `(1, inputs)` otherwise.
     pub input_shape: (usize, usize),
+    /// Channels of image inputs (1: grayscale, 3: RGB), stored channels last.
+    #[serde(default = "one")]
+    pub channels: usize,
     /// How byte (pixel) features become inputs, so prediction scales images as training did.
     /// Float features are used as they are.
     pub scale: Scale,
@@ -141,6 +345,10 @@ pub struct ModelSpec {
 
 /// Refuses softmax cross-entropy over a single output: the softmax of one logit is 1 whatever
 /// the logit, so every row's loss is exactly 0 and training learns nothing.
+fn one() -> usize {
+    1
+}
+
 fn check_outputs(loss: LossKind, outputs: usize) -> Result<()> {
     if loss == LossKind::SoftmaxCrossEntropy && outputs < 2 {
         return Err(Error::Config(format!(
@@ -205,6 +413,7 @@ impl ModelSpec {
             layers,
             loss,
             input_shape: (1, inputs),
+            channels: 1,
             scale: Scale::ZeroOne,
             class_names: None,
             data: None,
@@ -216,15 +425,44 @@ impl ModelSpec {
         self.loss.task()
     }
 
-    /// Features per input row: the first Dense layer's `inputs` (0 with no Dense layer).
+    /// Features per input row: an image's `h·w·c` for models with convolution, pooling or
+    /// flatten layers (or several channels), else the first Dense layer's `inputs` (0 with no
+    /// Dense layer).
     pub fn inputs(&self) -> usize {
-        self.layers
+        self.input().len()
+    }
+
+    /// The shape of one input row.
+    pub fn input(&self) -> Shape {
+        let (h, w) = self.input_shape;
+        if self.channels > 1 || self.layers.iter().any(Layer::is_spatial) {
+            return Shape::Image {
+                h,
+                w,
+                c: self.channels,
+            };
+        }
+        let n = self
+            .layers
             .iter()
             .find_map(|l| match l {
                 Layer::Dense { inputs, .. } => Some(*inputs),
                 _ => None,
             })
-            .unwrap_or(0)
+            .unwrap_or(0);
+        Shape::Flat(n)
+    }
+
+    /// The shape flowing into each layer, then out of the last (`layers.len() + 1` shapes), or
+    /// why the layers do not fit together.
+    pub fn shapes(&self) -> Result<Vec<Shape>> {
+        let mut shape = self.input();
+        let mut shapes = vec![shape];
+        for (i, l) in self.layers.iter().enumerate() {
+            shape = next_shape(i, l, shape)?;
+            shapes.push(shape);
+        }
+        Ok(shapes)
     }
 
     /// Outputs per row: the last Dense layer's `outputs`, the classes or regression targets
@@ -245,23 +483,22 @@ impl ModelSpec {
     pub fn parameter_count(&self) -> usize {
         self.layers
             .iter()
-            .map(|l| match l {
-                Layer::Dense { inputs, outputs } => {
-                    inputs.saturating_mul(*outputs).saturating_add(*outputs)
-                }
-                _ => 0,
+            .map(|l| {
+                let (w, b) = l.parameters();
+                w.saturating_add(b)
             })
             .fold(0, usize::saturating_add)
     }
 
-    /// The activation that follows the Dense layer at `index`, used to pick its initialisation.
+    /// The activation that follows the layer at `index` (a Dense or convolution layer), used
+    /// to pick its initialisation.
     pub fn activation_after(&self, index: usize) -> Activation {
         self.layers[index + 1..]
             .iter()
             .find_map(|l| match l {
                 Layer::Activation { activation } => Some(*activation),
-                Layer::Dense { .. } => Some(self.loss.output_activation()),
-                Layer::Dropout { .. } => None,
+                l if l.has_params() => Some(self.loss.output_activation()),
+                _ => None,
             })
             .unwrap_or(self.loss.output_activation())
     }
@@ -270,33 +507,15 @@ impl ModelSpec {
     /// dropout probabilities in range. Activations and dropout may sit anywhere, stacked or
     /// before the first Dense layer or after the last.
     pub fn validate(&self) -> Result<()> {
-        let mut width: Option<usize> = None;
-        for (i, l) in self.layers.iter().enumerate() {
-            match *l {
-                Layer::Dense { inputs, outputs } => {
-                    if inputs == 0 || outputs == 0 {
-                        return Err(Error::Shape(format!("layer {i} has a zero size")));
-                    }
-                    if let Some(w) = width
-                        && w != inputs
-                    {
-                        return Err(Error::Shape(format!(
-                            "layer {i} takes {inputs} inputs but the layer before gives {w}"
-                        )));
-                    }
-                    width = Some(outputs);
-                }
-                Layer::Dropout { p } if !(0.0..1.0).contains(&p) => {
-                    return Err(Error::Shape(format!(
-                        "layer {i}: dropout {p} is outside [0, 1)"
-                    )));
-                }
-                _ => {}
-            }
-        }
-        if width.is_none() {
+        let shapes = self.shapes()?;
+        if !self.layers.iter().any(|l| matches!(l, Layer::Dense { .. })) {
             return Err(Error::Shape(
                 "the model has no Dense layer: it would have nothing to learn".into(),
+            ));
+        }
+        if let Some(Shape::Image { .. }) = shapes.last() {
+            return Err(Error::Shape(
+                "the model ends with images; end it with a Dense layer (or flatten)".into(),
             ));
         }
         check_outputs(self.loss, self.outputs())?;
@@ -306,6 +525,17 @@ impl ModelSpec {
             Layer::Dense { inputs, outputs } => inputs
                 .checked_mul(outputs)
                 .and_then(|w| w.checked_add(outputs))
+                .and_then(|n| n.checked_add(acc)),
+            Layer::Conv2d {
+                in_channels,
+                out_channels,
+                kernel: [kh, kw],
+                ..
+            } => in_channels
+                .checked_mul(kh)
+                .and_then(|n| n.checked_mul(kw))
+                .and_then(|n| n.checked_mul(out_channels))
+                .and_then(|w| w.checked_add(out_channels))
                 .and_then(|n| n.checked_add(acc)),
             _ => Some(acc),
         });

@@ -18,19 +18,25 @@
 //! variant of [`Op`], a kernel and a launcher.
 
 pub mod activation;
+pub mod conv;
 pub mod dropout;
 pub mod gather;
 pub mod loss;
 pub mod matmul;
 pub mod optimizer;
+pub mod permute;
+pub mod pool;
 pub mod reduce;
 
 pub use activation::{ActBackward, ActForward};
+pub use conv::{Im2Row, Row2Im, Window};
 pub use dropout::{Dropout, MaskMul};
 pub use gather::{Gather, GatherLabels};
 pub use loss::Loss;
 pub use matmul::{Epilogue, Matmul, MatmulDims};
 pub use optimizer::{Clip, Penalty, Regularize, Update, UpdateParams};
+pub use permute::Flatten;
+pub use pool::{AvgPool, AvgPoolGrad, MaxPool, MaxPoolGrad};
 pub use reduce::{AccumulateStats, ColSum, Fill, SumSquares};
 
 use crate::backend::cpu::CpuMem;
@@ -180,6 +186,20 @@ op_set! {
     SumSquares(SumSquares),
     /// One optimizer update of the flat parameters.
     Update(Update),
+    /// A convolution's patch matrix.
+    Im2Row(Im2Row),
+    /// The sum of patch-matrix gradients back into the image (col2im).
+    Row2Im(Row2Im),
+    /// Max pooling.
+    MaxPool(MaxPool),
+    /// Max pooling's input gradient.
+    MaxPoolGrad(MaxPoolGrad),
+    /// Average pooling.
+    AvgPool(AvgPool),
+    /// Average pooling's input gradient.
+    AvgPoolGrad(AvgPoolGrad),
+    /// Channels-last images to PyTorch-ordered rows, or back.
+    Flatten(Flatten),
 }
 
 impl Op {

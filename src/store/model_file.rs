@@ -1,7 +1,7 @@
 //! The model file: parameters in PyTorch's layout plus the spec in the header's metadata.
 
 use super::write_atomic;
-use crate::model::{ModelSpec, ParamLayout};
+use crate::model::{ModelSpec, ParamLayout, TensorSlot};
 use crate::{Error, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
@@ -37,8 +37,8 @@ pub(super) fn named_tensors(
         let b = &flat[s.bias_offset..s.bias_offset + s.outputs];
         out.push((
             format!("{prefix}layers.{}.weight", s.layer),
-            vec![s.outputs, s.inputs],
-            bytes(w),
+            s.shape.clone(),
+            bytes(&permute_weight(s, w, true)),
         ));
         out.push((
             format!("{prefix}layers.{}.bias", s.layer),
@@ -195,7 +195,7 @@ pub(super) fn read_flat(
     let mut found = Vec::new();
     for s in &layout.slots {
         for (suffix, shape, offset) in [
-            ("weight", vec![s.outputs, s.inputs], s.weight_offset),
+            ("weight", s.shape.clone(), s.weight_offset),
             ("bias", vec![s.outputs], s.bias_offset),
         ] {
             let name = format!("{prefix}layers.{}.{suffix}", s.layer);
@@ -218,20 +218,49 @@ pub(super) fn read_flat(
                     ),
                 ));
             }
-            found.push((t, offset));
+            found.push((t, offset, (suffix == "weight").then_some(s)));
         }
     }
     let mut flat = vec![0.0f32; layout.total];
-    for (t, offset) in found {
-        let data = t.data();
-        for (dst, c) in flat[offset..offset + data.len() / 4]
-            .iter_mut()
-            .zip(data.chunks_exact(4))
-        {
-            *dst = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        }
+    for (t, offset, weight) in found {
+        let values: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let values = match weight {
+            Some(slot) => permute_weight(slot, &values, false),
+            None => values,
+        };
+        flat[offset..offset + values.len()].copy_from_slice(&values);
     }
     Ok(flat)
+}
+
+/// A convolution's weight is held `(out, kh, kw, in)` (channels last, as its patches are) and
+/// saved `(out, in, kh, kw)` as PyTorch holds it: `to_file` turns the one into the other, and
+/// `!to_file` back. A Dense layer's weight is the same both ways.
+fn permute_weight(slot: &TensorSlot, w: &[f32], to_file: bool) -> Vec<f32> {
+    let &[o, c, kh, kw] = slot.shape.as_slice() else {
+        return w.to_vec();
+    };
+    let mut out = vec![0.0f32; w.len()];
+    for oi in 0..o {
+        for ci in 0..c {
+            for y in 0..kh {
+                for x in 0..kw {
+                    let file = ((oi * c + ci) * kh + y) * kw + x;
+                    let held = ((oi * kh + y) * kw + x) * c + ci;
+                    if to_file {
+                        out[file] = w[held];
+                    } else {
+                        out[held] = w[file];
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 pub(super) fn read_bytes(path: &Path) -> Result<Vec<u8>> {

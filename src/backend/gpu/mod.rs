@@ -7,11 +7,14 @@
 
 mod activation;
 mod context;
+mod conv;
 mod dropout;
 mod gather;
 mod loss;
 mod matmul;
 mod optimizer;
+mod permute;
+mod pool;
 mod recorder;
 mod reduce;
 mod timing;
@@ -194,6 +197,13 @@ impl Backend for GpuBackend {
             Op::Regularize(o) => optimizer::regularize(self, o),
             Op::SumSquares(o) => reduce::sum_squares(self, o),
             Op::Update(o) => optimizer::update(self, o),
+            Op::Im2Row(o) => conv::im2row(self, o),
+            Op::Row2Im(o) => conv::row2im(self, o),
+            Op::MaxPool(o) => pool::max_pool(self, o),
+            Op::MaxPoolGrad(o) => pool::max_pool_grad(self, o),
+            Op::AvgPool(o) => pool::avg_pool(self, o),
+            Op::AvgPoolGrad(o) => pool::avg_pool_grad(self, o),
+            Op::Flatten(o) => permute::flatten(self, o),
         }
     }
 
