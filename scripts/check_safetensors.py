@@ -2,14 +2,16 @@
 """Checks that a wgtrain model file is usable from Python with no wgtrain code.
 
 It loads the weights with `safetensors.numpy.load_file`, reads the model spec from the file's
-metadata, runs the MLP forward in NumPy on the first N images of an IDX file (read with NumPy
-from the .gz), and compares the predicted classes and probabilities with those of
-`wgtrain predict --idx FILE --range 0..N --json`.
+metadata, runs the network forward in NumPy on the first N images of an IDX file (read with
+NumPy from the .gz), and compares the predicted classes and probabilities with those of
+`wgtrain predict --idx FILE --range 0..N --json`. MLPs and CNNs: convolution, pooling and
+flatten in PyTorch's NCHW layout, from the file's PyTorch-shaped weights (Conv2d weights
+(out, in, kh, kw)), exactly as `nn.Sequential` would compute them.
 
 Not part of the test suite (it needs Python packages); run it by hand:
 
     pip install safetensors numpy
-    wgtrain train --backend cpu --epochs 3 --save model.safetensors
+    wgtrain train --backend cpu --epochs 3 --save model.safetensors      # or --arch cnn
     python3 scripts/check_safetensors.py model.safetensors \
         data/mnist-sample/t10k-images-idx3-ubyte.gz --count 20 [--wgtrain PATH]
 
@@ -57,21 +59,59 @@ def activate(name, x):
 
 
 OUTPUT_ACTIVATION = {
-    "softmax-cross-entropy": "softmax",
-    "sigmoid-bce": "sigmoid",
+    "cross-entropy": "softmax",
+    "bce": "sigmoid",
     "mse": "linear",
     "mae": "linear",
 }
 SCALE = {"zero-one": (1 / 255, 0.0), "minus-one-one": (1 / 127.5, -1.0)}
 
 
+def windows(x, kh, kw, sh, sw):
+    """The (ky, kx) slices of every output position: x (N, C, H, W) -> (kh, kw, N, C, OH, OW)."""
+    n, c, h, w = x.shape
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    return np.stack([
+        np.stack([x[:, :, ky:ky + sh * (oh - 1) + 1:sh, kx:kx + sw * (ow - 1) + 1:sw]
+                  for kx in range(kw)])
+        for ky in range(kh)
+    ])
+
+
+def conv2d(x, weight, bias, stride, padding):
+    """PyTorch's nn.Conv2d: x (N, C, H, W), weight (O, C, kh, kw) -> (N, O, OH, OW)."""
+    (ph, pw), (sh, sw) = padding, stride
+    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    _, _, kh, kw = weight.shape
+    win = windows(x, kh, kw, sh, sw)
+    return np.einsum("yxncij,ocyx->noij", win, weight) + bias[None, :, None, None]
+
+
 def forward(tensors, spec, pixels):
-    """The MLP of `spec` on u8 pixels, in float32 like wgtrain; returns the output probabilities."""
+    """The network of `spec` on u8 pixels, in float32 like wgtrain, with PyTorch's layouts
+    (NCHW images); returns the output probabilities."""
     a, b = SCALE[spec["scale"]]
     x = pixels.astype(np.float32) * np.float32(a) + np.float32(b)
+    h, w = spec["input_shape"]
+    c = spec.get("channels", 1)
+    if any(l["type"] in ("conv2d", "maxpool2d", "avgpool2d", "flatten") for l in spec["layers"]):
+        # wgtrain's rows are channels last (H, W, C); PyTorch's images are (C, H, W).
+        x = x.reshape(len(x), h, w, c).transpose(0, 3, 1, 2)
     for i, layer in enumerate(spec["layers"]):
         kind = layer["type"]
-        if kind == "dense":
+        if kind == "conv2d":
+            weight, bias = tensors[f"layers.{i}.weight"], tensors[f"layers.{i}.bias"]
+            kh, kw = layer["kernel"]
+            assert weight.shape == (layer["out_channels"], layer["in_channels"], kh, kw), (i, weight.shape)
+            x = conv2d(x, weight, bias, layer["stride"], layer["padding"])
+        elif kind in ("maxpool2d", "avgpool2d"):
+            kh, kw = layer["kernel"]
+            win = windows(x, kh, kw, *layer["stride"])
+            x = win.max(axis=(0, 1)) if kind == "maxpool2d" else win.mean(axis=(0, 1))
+        elif kind == "flatten":
+            x = x.reshape(len(x), -1)  # nn.Flatten: (C, H, W) order
+        elif kind == "dense":
+            x = x.reshape(len(x), -1)
             w, bias = tensors[f"layers.{i}.weight"], tensors[f"layers.{i}.bias"]
             assert w.shape == (layer["outputs"], layer["inputs"]), (i, w.shape)
             x = x @ w.T + bias  # PyTorch's nn.Linear: W is (out, in)

@@ -774,3 +774,132 @@ fn train_plot_and_plot_command_draw_curves() {
     std::fs::write(&bad, "epoch\n").unwrap();
     fails(&["plot", s(&bad)], &["bad.txt", ".csv or .jsonl"]);
 }
+
+/// A CNN through the binary: trained with `--layers`, saved in PyTorch's `nn.Sequential` layout
+/// (Conv2d weights (out, in, kh, kw) at the layers' indices, the implicit flatten counted),
+/// then evaluated and used for prediction from the file alone.
+#[test]
+fn a_cnn_trains_saves_in_pytorch_layout_evaluates_and_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    // 8x8 images of three classes: a bright row, column or diagonal, with noise.
+    let (n_train, n_test) = (96u32, 24u32);
+    let write = |prefix: &str, n: u32| {
+        let mut img = Vec::new();
+        let mut lbl = Vec::new();
+        for v in [2051u32, n, 8, 8] {
+            img.extend_from_slice(&v.to_be_bytes());
+        }
+        for v in [2049u32, n] {
+            lbl.extend_from_slice(&v.to_be_bytes());
+        }
+        for i in 0..n {
+            let class = (i % 3) as usize;
+            lbl.push(class as u8);
+            for p in 0..64usize {
+                let (y, x) = (p / 8, p % 8);
+                let on = match class {
+                    0 => y == 3,
+                    1 => x == 4,
+                    _ => x == y,
+                };
+                img.push(if on {
+                    220
+                } else {
+                    ((p * 7 + i as usize * 13) % 40) as u8
+                });
+            }
+        }
+        std::fs::write(dir.path().join(format!("{prefix}-images-idx3-ubyte")), img).unwrap();
+        std::fs::write(dir.path().join(format!("{prefix}-labels-idx1-ubyte")), lbl).unwrap();
+    };
+    write("train", n_train);
+    write("t10k", n_test);
+    let model = dir.path().join("cnn.safetensors");
+    let out = ok(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--data",
+        s(dir.path()),
+        "--layers",
+        "conv 4 3 pad same, relu, maxpool 2, conv 6 3, relu, dense",
+        "--epochs",
+        "15",
+        "--batch-size",
+        "16",
+        "--save",
+        s(&model),
+        "--quiet",
+        "--json",
+    ]);
+    let summary = last_json(&out);
+    assert!(
+        summary["test_accuracy"].as_f64().unwrap() > 0.9,
+        "{summary}"
+    );
+
+    // conv (0), relu, maxpool, conv (3), relu, flatten (5), dense (6): nn.Sequential's indices.
+    let bytes = std::fs::read(&model).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    for (name, shape) in [
+        ("layers.0.weight", vec![4, 1, 3, 3]),
+        ("layers.0.bias", vec![4]),
+        ("layers.3.weight", vec![6, 4, 3, 3]),
+        ("layers.3.bias", vec![6]),
+        ("layers.6.weight", vec![3, 6 * 2 * 2]),
+        ("layers.6.bias", vec![3]),
+    ] {
+        let got: Vec<usize> = serde_json::from_value(header[name]["shape"].clone())
+            .unwrap_or_else(|_| panic!("{name} missing: {header}"));
+        assert_eq!(got, shape, "{name}");
+    }
+    let spec: ModelSpec =
+        serde_json::from_str(header["__metadata__"]["spec"].as_str().unwrap()).unwrap();
+    assert_eq!(spec.layers[5], wgtrain::model::Layer::Flatten);
+    // The file holds PyTorch's (out, in, kh, kw); the model holds (out, kh, kw, in).
+    let offsets = |name: &str| -> Vec<usize> {
+        serde_json::from_value(header[name]["data_offsets"].clone()).unwrap()
+    };
+    let start = 8 + n + offsets("layers.3.weight")[0];
+    let file =
+        |i: usize| f32::from_le_bytes(bytes[start + 4 * i..start + 4 * i + 4].try_into().unwrap());
+    let saved = load_model(&model).unwrap();
+    let layout = wgtrain::model::ParamLayout::new(&saved.spec);
+    let w = layout.slots[1].weight_offset;
+    // Element [o=5][c=2][ky=1][kx=0].
+    assert_eq!(
+        file(((5 * 4 + 2) * 3 + 1) * 3),
+        saved.params[w + ((5 * 3 + 1) * 3) * 4 + 2]
+    );
+
+    // eval agrees with training's test accuracy; predict from IDX runs on the file alone.
+    let e = last_json(&ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--backend",
+        "cpu",
+        "--json",
+        "--quiet",
+    ]));
+    assert_close(
+        e["accuracy"].as_f64().unwrap(),
+        summary["test_accuracy"].as_f64().unwrap(),
+    );
+    let idx = dir.path().join("t10k-images-idx3-ubyte");
+    let p = last_json(&ok(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--idx",
+        s(&idx),
+        "--range",
+        "0..6",
+        "--backend",
+        "cpu",
+        "--json",
+        "-q",
+    ]));
+    assert_eq!(p["predictions"].as_array().unwrap().len(), 6, "{p}");
+}

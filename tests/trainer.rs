@@ -325,14 +325,7 @@ impl wgtrain::train::Callback for StopAfter {
 /// epoch's partial metrics all continue where they were.
 #[test]
 fn resuming_where_training_stopped_is_bitwise_exact() {
-    use wgtrain::model::Model;
-    use wgtrain::optim::Schedule;
-    use wgtrain::store::{
-        Checkpoint, CheckpointMeta, SavedModel, load_checkpoint, save_checkpoint,
-    };
-
-    let data = blobs(100, 8);
-    let spec = ModelSpec::mlp(
+    let mlp = ModelSpec::mlp(
         2,
         &[12, 8],
         3,
@@ -341,6 +334,38 @@ fn resuming_where_training_stopped_is_bitwise_exact() {
         LossKind::SoftmaxCrossEntropy,
     )
     .unwrap();
+    check_resume(mlp, blobs(100, 8));
+    // A CNN too: convolution, pooling and dropout on images.
+    let cnn = wgtrain::model::Sequential::images(6, 6, 1, wgtrain::data::Scale::ZeroOne)
+        .conv_with(3, [3, 3], [1, 1], [1, 1])
+        .relu()
+        .max_pool(2)
+        .dropout(0.2)
+        .dense(3)
+        .cross_entropy()
+        .unwrap();
+    let mut rng = Rng::new(9);
+    let labels: Vec<u32> = (0..100).map(|_| rng.below(3) as u32).collect();
+    let pixels = ndarray::Array2::from_shape_fn((100, 36), |(r, p)| {
+        (if p % 3 == labels[r] as usize {
+            200
+        } else {
+            rng.below(60)
+        }) as u8
+    });
+    let images = Dataset::images(pixels.view(), (6, 6), &labels, 3).unwrap();
+    check_resume(cnn, images);
+}
+
+/// Trains `spec` on `data` for 3 epochs in one go, then stopping after steps 10, 7 and 1 and
+/// resuming from a checkpoint each time, and compares losses and weights bit for bit.
+fn check_resume(spec: ModelSpec, data: Dataset) {
+    use wgtrain::model::Model;
+    use wgtrain::optim::Schedule;
+    use wgtrain::store::{
+        Checkpoint, CheckpointMeta, SavedModel, load_checkpoint, save_checkpoint,
+    };
+
     let opt = OptimizerConfig {
         schedule: Schedule::InverseTime { decay: 0.01 },
         ..adam(0.01)

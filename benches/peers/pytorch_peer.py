@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch peer for `wgtrain bench`: the same MLP (784-256-128-10 ReLU, softmax + cross-entropy,
-Adam 1e-3), data, batches and figures, with the data resident on the device.
+Adam 1e-3) and CNN (`wgtrain train --arch cnn`'s network), data, batch sizes and figures, with
+the data resident on the device.
 
     wgtrain bench --peer "python3 benches/peers/pytorch_peer.py [--device cuda] [--graph] [--quick]"
 
@@ -126,6 +127,43 @@ def train_figures(xtr, ytr, batch):
             figure(f"epoch b{batch}", "s", secs)]
 
 
+def make_cnn():
+    """`wgtrain train --arch cnn`: conv 32 3 pad 1, relu, maxpool 2, conv 64 3 pad 1, relu,
+    maxpool 2, (flatten), dense 128, relu, dropout 0.3, dense 10."""
+    torch.manual_seed(1)
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10),
+    ).to(DEV)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def cnn_figures(xtr, ytr, batch, rows):
+    """Training steps of the CNN on the first `rows` rows, as `wgtrain bench` times them (its
+    epoch is extrapolated from that rate)."""
+    model, opt = make_cnn()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x = xtr[:rows].reshape(rows, 1, 28, 28)
+    y = ytr[:rows]
+
+    def epoch():
+        perm = torch.randperm(rows, device=DEV)
+        for s in range(0, rows, batch):
+            i = perm[s:s + batch]
+            opt.zero_grad(set_to_none=False)
+            loss = loss_fn(model(x[i]), y[i])
+            loss.backward()
+            opt.step()
+        loss.item()
+
+    secs = repeat(timed(epoch), runs=1 if QUICK else 3, budget_s=120)
+    rate = [rows / s for s in secs]
+    return [figure(f"train cnn b{batch}", "samples/s", [rows / r for r in rate], rate_of=rows),
+            figure(f"epoch cnn b{batch}", "s", [len(xtr) / r for r in rate])]
+
+
 def main():
     data_name, xtr, ytr, xte, yte = load_data()
     xtr, ytr = torch.from_numpy(xtr).to(DEV), torch.from_numpy(ytr).to(DEV)
@@ -142,6 +180,7 @@ def main():
                        rate_of=12 * (1 << 24) / 1e9))
     for batch in (128, 1024):
         figs += train_figures(xtr, ytr, batch)
+    figs += cnn_figures(xtr, ytr, 128, 1280 if QUICK else 10240)
     model, _ = make_model()
 
     @torch.no_grad()

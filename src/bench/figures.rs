@@ -56,6 +56,8 @@ pub struct Plan {
     pub batches: Vec<usize>,
     /// Epochs timed per batch size (after one warm-up epoch).
     pub epochs: usize,
+    /// Rows of the data set the CNN configuration is timed on (its epoch is extrapolated).
+    pub cnn_rows: usize,
     /// How often each figure is run, and the time budget for its repeats.
     pub repeats: Repeats,
 }
@@ -70,6 +72,77 @@ pub fn train_flops_per_row(sizes: &[usize]) -> f64 {
     let fwd: f64 = layers.iter().map(|&(i, o)| 2.0 * (i * o) as f64).sum();
     let first_dx = 2.0 * (layers[0].0 * layers[0].1) as f64;
     3.0 * fwd - first_dx
+}
+
+/// The CNN configuration's model: `wgtrain train --arch cnn`'s network on 28x28x1 images,
+/// 10 classes, softmax cross-entropy.
+pub fn cnn_spec() -> Result<ModelSpec> {
+    crate::cli::layers::LayerList::parse(crate::cli::layers::CNN)
+        .and_then(|l| {
+            l.build(
+                (28, 28),
+                1,
+                crate::data::Scale::ZeroOne,
+                10,
+                LossKind::SoftmaxCrossEntropy,
+            )
+        })
+        .map_err(|e| crate::Error::Config(e.to_string()))
+}
+
+/// FLOPs of one training step per row of a model: each product's 2mkn forward, twice that
+/// backward (weight and input gradients), less the first parameter layer's input gradient,
+/// which nothing needs. (Im2col, pooling and activations move data but do no multiply-adds.)
+pub fn model_train_flops_per_row(spec: &ModelSpec) -> f64 {
+    let shapes = spec.shapes().unwrap_or_default();
+    let mut fwd = Vec::new();
+    for (i, l) in spec.layers.iter().enumerate() {
+        let (w, _) = l.parameters();
+        // Multiply-adds per row: the weight once per output position.
+        let positions = match (l, shapes.get(i + 1)) {
+            (crate::model::Layer::Conv2d { out_channels, .. }, Some(s)) => s.len() / out_channels,
+            _ => 1,
+        };
+        if w > 0 {
+            fwd.push(2.0 * (w * positions) as f64);
+        }
+    }
+    let first = fwd.first().copied().unwrap_or(0.0);
+    3.0 * fwd.iter().sum::<f64>() - first
+}
+
+/// Samples per second of CNN training steps at `batch` on the first `rows` rows of `data`
+/// (a slice, so that a CPU measures in seconds what a whole epoch takes minutes for), and the
+/// seconds a whole epoch of `data` takes at that rate.
+pub fn cnn_throughput(
+    backend: Box<dyn Backend>,
+    data: &Dataset,
+    batch: usize,
+    rows: usize,
+    repeats: Repeats,
+) -> Result<(Spread, Spread)> {
+    let adam = OptimizerConfig::new(OptimizerKind::Adam);
+    let mut t = Trainer::from_spec(backend, cnn_spec()?, batch, adam, 1)?;
+    let rows = rows.min(data.rows);
+    let slice = data.subset(&(0..rows).collect::<Vec<_>>());
+    let d = t.upload(&slice)?;
+    let mut pass = || -> Result<f64> {
+        let started = Instant::now();
+        t.shuffle(&d)?;
+        for start in (0..rows).step_by(batch) {
+            t.step(&d, start, batch.min(rows - start))?;
+        }
+        t.read_acc()?;
+        Ok(started.elapsed().as_secs_f64())
+    };
+    let secs = repeat(repeats, &mut pass)?;
+    let rate = Spread::rate(secs, rows as f64);
+    let epoch = Spread {
+        median: data.rows as f64 / rate.median,
+        min: data.rows as f64 / rate.max,
+        max: data.rows as f64 / rate.min,
+    };
+    Ok((rate, epoch))
 }
 
 /// FLOPs of a forward pass per row.

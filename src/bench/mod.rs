@@ -118,6 +118,18 @@ pub fn measure_backend(
             ..fig(format!("epoch b{batch}"), "s", secs)
         });
     }
+    log(&format!("{name}: CNN training, batch 128"));
+    let cnn = figures::cnn_spec()?;
+    let cnn_flops = figures::model_train_flops_per_row(&cnn);
+    let (rate, epoch) = figures::cnn_throughput(make()?, data, 128, plan.cnn_rows, plan.repeats)?;
+    figs.push(Figure {
+        floor: Some(peak * 1e9 / cnn_flops),
+        ..fig("train cnn b128".into(), "samples/s", rate)
+    });
+    figs.push(Figure {
+        floor: Some(data.rows as f64 * cnn_flops / (peak * 1e9)),
+        ..fig("epoch cnn b128".into(), "s", epoch)
+    });
     log(&format!("{name}: inference"));
     let inf = figures::infer_throughput(make()?, test, plan.repeats)?;
     figs.push(Figure {

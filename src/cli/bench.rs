@@ -77,6 +77,7 @@ pub fn run(args: BenchArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         },
         batches: vec![128, 1024],
         epochs: if args.quick { 1 } else { args.epochs },
+        cnn_rows: if args.quick { 1280 } else { 10_240 },
         repeats: Repeats {
             warmup: 1,
             runs: if args.quick { 3 } else { 7 },

@@ -4,7 +4,7 @@
 mod bench;
 mod devices;
 mod eval;
-mod layers;
+pub(crate) mod layers;
 mod plan;
 mod plot;
 mod predict;
