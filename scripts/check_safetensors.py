@@ -15,6 +15,10 @@ Not part of the test suite (it needs Python packages); run it by hand:
     python3 scripts/check_safetensors.py model.safetensors \
         data/mnist-sample/t10k-images-idx3-ubyte.gz --count 20 [--wgtrain PATH]
 
+With --torch (PyTorch installed) it also builds the `nn.Sequential` the spec describes, loads
+the file into it with `load_state_dict` as it is (the tensor names are `layers.<i>.weight|bias`
+of a module whose `layers` attribute is that Sequential), and compares its outputs too.
+
 Exits with status 1 if any predicted class differs.
 """
 
@@ -122,12 +126,62 @@ def forward(tensors, spec, pixels):
     return activate(OUTPUT_ACTIVATION[spec["loss"]], x)
 
 
+def torch_forward(model_path, spec, pixels):
+    """The spec's network as PyTorch modules, the file loaded into them as it is."""
+    import torch
+    from safetensors.torch import load_file as load_torch
+
+    acts = {"relu": torch.nn.ReLU, "leaky-relu": lambda: torch.nn.LeakyReLU(0.01),
+            "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh,
+            "softmax": lambda: torch.nn.Softmax(dim=1), "linear": torch.nn.Identity}
+    layers = []
+    for layer in spec["layers"]:
+        kind = layer["type"]
+        if kind == "dense":
+            layers.append(torch.nn.Linear(layer["inputs"], layer["outputs"]))
+        elif kind == "conv2d":
+            layers.append(torch.nn.Conv2d(layer["in_channels"], layer["out_channels"],
+                                          layer["kernel"], layer["stride"], layer["padding"]))
+        elif kind == "maxpool2d":
+            layers.append(torch.nn.MaxPool2d(layer["kernel"], layer["stride"]))
+        elif kind == "avgpool2d":
+            layers.append(torch.nn.AvgPool2d(layer["kernel"], layer["stride"]))
+        elif kind == "flatten":
+            layers.append(torch.nn.Flatten())
+        elif kind == "activation":
+            layers.append(acts[layer["activation"]]())
+        elif kind == "dropout":
+            layers.append(torch.nn.Dropout(layer["p"]))
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = torch.nn.Sequential(*layers)
+
+        def forward(self, x):
+            return self.layers(x)
+
+    net = Net()
+    net.load_state_dict(load_torch(model_path))  # strict: every tensor, each its shape
+    net.eval()
+    a, b = SCALE[spec["scale"]]
+    x = torch.from_numpy(pixels.astype(np.float32) * np.float32(a) + np.float32(b))
+    h, w = spec["input_shape"]
+    c = spec.get("channels", 1)
+    if any(isinstance(m, (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)) for m in layers):
+        x = x.reshape(len(x), h, w, c).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        z = net(x)
+    return activate(OUTPUT_ACTIVATION[spec["loss"]], z.numpy().astype(np.float64))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
     ap.add_argument("images", help="IDX image file, raw or .gz")
     ap.add_argument("--count", type=int, default=20)
     ap.add_argument("--wgtrain", default="wgtrain", help="path of the wgtrain binary")
+    ap.add_argument("--torch", action="store_true", help="also load the file into PyTorch")
     args = ap.parse_args()
 
     tensors = load_file(args.model)
@@ -156,7 +210,16 @@ def main():
     agree = int((numpy_classes == wg_classes).sum())
     print(f"agree on {agree}/{len(pixels)}; max |p_numpy - p_wgtrain| of the top class: "
           f"{np.abs(np_top - wg_probs).max():.3g}")
-    return 0 if agree == len(pixels) else 1
+    ok = agree == len(pixels)
+    if args.torch:
+        t = torch_forward(args.model, spec, pixels)
+        t_classes = t.argmax(axis=1)
+        t_agree = int((t_classes == wg_classes).sum())
+        print(f"pytorch classes: {t_classes.tolist()}")
+        print(f"pytorch agrees with wgtrain on {t_agree}/{len(pixels)}; max |p_torch - p_numpy|: "
+              f"{np.abs(t - probs).max():.3g}")
+        ok = ok and t_agree == len(pixels)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -903,3 +903,72 @@ fn a_cnn_trains_saves_in_pytorch_layout_evaluates_and_predicts() {
     ]));
     assert_eq!(p["predictions"].as_array().unwrap().len(), 6, "{p}");
 }
+
+/// `--color rgb` reads an image folder in colour (channels last); the model records three
+/// channels, and `predict` converts a new image the same way. Gray data refuses it.
+#[test]
+fn colour_image_folders_train_and_predict_in_rgb() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three classes told apart by colour: red, green and blue squares with some noise.
+    let colours = [[200u8, 20, 20], [20, 200, 20], [20, 20, 200]];
+    for split in ["train", "test"] {
+        for (class, rgb) in colours.iter().enumerate() {
+            let folder = dir.path().join(split).join(format!("c{class}"));
+            std::fs::create_dir_all(&folder).unwrap();
+            for i in 0..12u32 {
+                let img = image::RgbImage::from_fn(6, 6, |x, y| {
+                    let n = ((x * 7 + y * 13 + i * 5) % 30) as u8;
+                    image::Rgb(rgb.map(|v| v.saturating_add(n)))
+                });
+                img.save(folder.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+    let model = dir.path().join("rgb.safetensors");
+    let summary = last_json(&ok(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--data",
+        s(dir.path()),
+        "--color",
+        "rgb",
+        "--arch",
+        "cnn",
+        "--epochs",
+        "20",
+        "--batch-size",
+        "8",
+        "--save",
+        s(&model),
+        "--quiet",
+        "--json",
+    ]));
+    assert_eq!(summary["test_accuracy"].as_f64(), Some(1.0), "{summary}");
+    let spec = load_model(&model).unwrap().spec;
+    assert_eq!((spec.channels, spec.inputs()), (3, 6 * 6 * 3));
+    let blue = dir.path().join("test/c2/3.png");
+    let p = last_json(&ok(&[
+        "predict",
+        "--model",
+        s(&model),
+        s(&blue),
+        "--backend",
+        "cpu",
+        "--json",
+        "-q",
+    ]));
+    assert_eq!(p["predictions"][0]["top"][0]["class"], 2, "{p}");
+    fails(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--color",
+            "rgb",
+            "--epochs",
+            "1",
+        ],
+        &["--color rgb reads image folders in colour", "mnist-sample"],
+    );
+}

@@ -371,7 +371,8 @@ fn read_image_folder(bytes: &[u8], ext: &str) {
     std::fs::create_dir(&class).unwrap();
     std::fs::write(class.join(format!("a.{ext}")), bytes).unwrap();
     let n = bytes.len();
-    let (_, peak) = peak_during(|| folder::read_split(tmp.path(), None));
+    let (_, peak) =
+        peak_during(|| folder::read_split(tmp.path(), None, wgtrain::data::Color::Gray));
     assert_bounded("folder::read_split", peak, image_bound(n), n);
 }
 
@@ -384,7 +385,8 @@ fn lying_png_header_is_refused_before_allocating() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir(tmp.path().join("cat")).unwrap();
     std::fs::write(tmp.path().join("cat/a.png"), &png).unwrap();
-    let (r, peak) = peak_during(|| folder::read_split(tmp.path(), None));
+    let (r, peak) =
+        peak_during(|| folder::read_split(tmp.path(), None, wgtrain::data::Color::Gray));
     let e = r.unwrap_err().to_string();
     assert!(e.contains("declares more pixels than a"), "{e}");
     assert_bounded(

@@ -488,7 +488,7 @@ fn folder_errors_name_the_culprit() {
     // No class subfolders: images directly in the split folder.
     save_gray(&dir.join("flat/a.png"), 2, 2, 0);
     assert_err(
-        folder::read_split(&dir.join("flat"), None),
+        folder::read_split(&dir.join("flat"), None, wgtrain::data::Color::Gray),
         &["no class subfolders"],
     );
 
@@ -496,14 +496,14 @@ fn folder_errors_name_the_culprit() {
     save_gray(&dir.join("txt/a/x.png"), 2, 2, 0);
     write(&dir.join("txt/a/labels.csv"), b"x,0");
     assert_err(
-        folder::read_split(&dir.join("txt"), None),
+        folder::read_split(&dir.join("txt"), None, wgtrain::data::Color::Gray),
         &["labels.csv", "not an image file"],
     );
 
     // A file with an image extension that is not an image.
     write(&dir.join("bad/a/x.png"), b"not a png");
     assert_err(
-        folder::read_split(&dir.join("bad"), None),
+        folder::read_split(&dir.join("bad"), None, wgtrain::data::Color::Gray),
         &["x.png", "cannot decode image"],
     );
 
@@ -511,7 +511,7 @@ fn folder_errors_name_the_culprit() {
     save_gray(&dir.join("sizes/a/1.png"), 2, 3, 0);
     save_gray(&dir.join("sizes/b/2.png"), 4, 5, 0);
     assert_err(
-        folder::read_split(&dir.join("sizes"), None),
+        folder::read_split(&dir.join("sizes"), None, wgtrain::data::Color::Gray),
         &["2.png", "4x5", "1.png", "2x3"],
     );
 
@@ -519,7 +519,7 @@ fn folder_errors_name_the_culprit() {
     save_gray(&dir.join("empty/a/1.png"), 2, 2, 0);
     std::fs::create_dir_all(dir.join("empty/b")).unwrap();
     assert_err(
-        folder::read_split(&dir.join("empty"), None),
+        folder::read_split(&dir.join("empty"), None, wgtrain::data::Color::Gray),
         &["empty class folder"],
     );
 
@@ -527,12 +527,15 @@ fn folder_errors_name_the_culprit() {
     save_gray(&dir.join("unk/zebra/1.png"), 2, 2, 0);
     let names = vec!["cat".to_string(), "dog".to_string()];
     assert_err(
-        folder::read_split(&dir.join("unk"), Some(&names)),
+        folder::read_split(&dir.join("unk"), Some(&names), wgtrain::data::Color::Gray),
         &["\"zebra\"", "cat, dog"],
     );
 
     // A missing split folder.
-    assert_err(folder::read_split(&dir.join("nope"), None), &["nope"]);
+    assert_err(
+        folder::read_split(&dir.join("nope"), None, wgtrain::data::Color::Gray),
+        &["nope"],
+    );
 }
 
 #[test]

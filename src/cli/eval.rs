@@ -2,7 +2,7 @@
 //! and per-class precision, recall and F1 (or MSE and MAE for regression models).
 
 use crate::backend::BackendChoice;
-use crate::data::{self, DataSource, Splits};
+use crate::data::{self, Color, DataSource, Splits};
 use crate::infer::evaluation::{Evaluation, evaluate};
 use crate::model::Model;
 use crate::store::load_model;
@@ -72,8 +72,16 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| "mnist-sample".into());
     let Splits {
         name, train, test, ..
-    } = data::load(&DataSource::parse(&data_arg), args.seed)
-        .with_context(|| format!("loading data {data_arg}"))?;
+    } = data::load_with(
+        &DataSource::parse(&data_arg),
+        args.seed,
+        if model.spec.channels == 3 {
+            Color::Rgb
+        } else {
+            Color::Gray
+        },
+    )
+    .with_context(|| format!("loading data {data_arg}"))?;
     let (split_name, dataset) = match args.split {
         Split::Test => (
             "test",

@@ -6,7 +6,7 @@ use crate::data::Features;
 use crate::graph::ResidentData;
 use crate::infer::class_names;
 use crate::infer::input::{
-    SampleRange, image_shape, read_idx_labels, read_idx_samples, read_image,
+    SampleRange, image_shape, read_idx_labels, read_idx_samples, read_image_as,
 };
 use crate::infer::ranking::{class_probabilities, top_k};
 use crate::model::Model;
@@ -98,6 +98,10 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     let shape = image_shape(&spec)?;
 
     let (pixels, sources) = match &args.idx {
+        Some(_) if spec.channels > 1 => bail!(
+            "the model takes colour images ({} channels) and IDX files hold gray ones; give image files",
+            spec.channels
+        ),
         Some(path) => {
             let (pixels, range) = read_idx_samples(
                 path,
@@ -126,7 +130,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
             let mut pixels = Vec::with_capacity(args.images.len() * shape.0 * shape.1);
             let mut sources = Vec::new();
             for path in &args.images {
-                pixels.extend(read_image(path, shape, args.invert)?);
+                pixels.extend(read_image_as(path, shape, spec.channels, args.invert)?);
                 sources.push(Source {
                     name: path.display().to_string(),
                     index: None,

@@ -3,7 +3,7 @@
 use super::progress::Console;
 use crate::Error;
 use crate::backend::BackendChoice;
-use crate::data::{self, DataSource, Features, Scale, Splits, Targets};
+use crate::data::{self, Color, DataSource, Features, Scale, Splits, Targets};
 use crate::model::{Activation, Layer, LossKind, Model, ModelSpec, Task};
 use crate::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use crate::report::{check_metrics_path, rows_from_history, write_metrics};
@@ -46,8 +46,9 @@ pub struct TrainArgs {
     pub classes: Option<usize>,
 
     /// The network: mlp (Dense layers, shaped by --hidden, --activation, --dropout) or cnn (a
-    /// small LeNet-like network for images: "conv 32 3 pad 1, relu, maxpool 2, conv 64 3 pad 1,
-    /// relu, maxpool 2, dense 128, relu, dropout 0.3, dense").
+    /// small convolutional network for images, trained with a cosine schedule unless --schedule
+    /// says otherwise: "conv 32 3 pad 1, relu, maxpool 2, conv 64 3 pad 1, relu, maxpool 2,
+    /// dropout 0.25, dense 128, relu, dropout 0.5, dense").
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
 
@@ -158,6 +159,11 @@ pub struct TrainArgs {
     /// Hold out this fraction of the training set for validation (e.g. 0.1; 0: none).
     #[arg(long, allow_negative_numbers = true)]
     pub val_split: Option<f64>,
+
+    /// How image folders' images are read: gray (one channel) or rgb (three, channels last);
+    /// the saved model records it, and predict converts images the same way.
+    #[arg(long, value_enum)]
+    pub color: Option<Color>,
 
     /// Pixel scaling.
     #[arg(long, value_enum, default_value_t = Scale::ZeroOne)]
@@ -291,6 +297,9 @@ struct Settings {
     seed: u64,
     val_split: Option<f64>,
     scale: Scale,
+    /// Absent from checkpoints written before the flag existed: gray.
+    #[serde(default)]
+    color: Color,
     /// Absent from checkpoints written before the flag existed: then the model's outputs say.
     #[serde(default)]
     classes: Option<usize>,
@@ -343,9 +352,12 @@ impl Settings {
             momentum: a.momentum,
             nesterov: a.nesterov,
             decay: a.decay,
-            // The schedule actually used: --decay alone means inverse-time.
+            // The schedule actually used: --decay alone means inverse-time; the CNN preset
+            // anneals (cosine) by default.
             schedule: Some(a.schedule.unwrap_or(if a.decay > 0.0 {
                 ScheduleKind::InverseTime
+            } else if arch == Some(Arch::Cnn) {
+                ScheduleKind::Cosine
             } else {
                 ScheduleKind::Constant
             })),
@@ -362,6 +374,7 @@ impl Settings {
             // `--resume --val-split 0` agrees with a run that had none.
             val_split: a.val_split.filter(|&v| v != 0.0),
             scale: a.scale,
+            color: a.color.unwrap_or_default(),
             classes: a.classes,
         }
     }
@@ -598,7 +611,8 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     refuse_shared_files(&args, checkpoint_path.as_deref())?;
 
     let source = DataSource::parse(&settings.data);
-    let mut splits = data::load(&source, settings.seed).context("loading data")?;
+    let mut splits =
+        data::load_with(&source, settings.seed, settings.color).context("loading data")?;
     // A resumed model's classes are fixed; `upload` refuses labels beyond them.
     if resumed.is_none() {
         settings.classes = data::settle_classes(&mut splits, settings.classes)?;
@@ -1027,6 +1041,7 @@ fn build_spec(
         None => ModelSpec::mlp(train.dim, &s.hidden, outputs, s.activation, s.dropout, loss)?,
     };
     spec.input_shape = train.image_shape;
+    spec.channels = s.color.channels();
     spec.scale = s.scale;
     spec.class_names = class_names;
     spec.data = Some(s.data.clone());

@@ -2,7 +2,7 @@
 //! library itself knows nothing of clap; these implementations are the command line's.
 
 use crate::backend::BackendChoice;
-use crate::data::Scale;
+use crate::data::{Color, Scale};
 use crate::model::{Activation, LossKind};
 use crate::optim::OptimizerKind;
 use clap::ValueEnum;
@@ -55,6 +55,11 @@ value_enum!(OptimizerKind {
 value_enum!(Scale {
     ZeroOne => "zero-one": "p / 255, in [0, 1]",
     MinusOneOne => "minus-one-one": "p / 127.5 - 1, in [-1, 1]",
+});
+
+value_enum!(Color {
+    Gray => "gray": "One channel: Rec. 709 luma",
+    Rgb => "rgb": "Three channels: red, green, blue",
 });
 
 value_enum!(BackendChoice {

@@ -1,13 +1,14 @@
 //! Reader for image folders laid out as `ROOT/<split>/<label>/*.png|jpg|jpeg`.
 //!
-//! Every image becomes one grayscale row of `height * width` pixels, decoded and converted as
+//! Every image becomes one row of `height * width` gray pixels (or, read as RGB, `height *
+//! width * 3` bytes, channels interleaved), decoded and converted as
 //! `predict` does it ([`super::image_file`]: luma weights, transparency over white). Class folders and files are visited in sorted order, so
 //! the same folder always gives the same data set, row for row.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::{Dataset, Features, Targets, image_file};
+use super::{Color, Dataset, Features, Targets, image_file};
 use crate::{Error, Result};
 
 /// File extensions read as images (compared case-insensitively).
@@ -20,7 +21,11 @@ pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 /// otherwise lexicographically. With `class_names` (the training split's list) the same mapping
 /// is used, and a class folder that is not in it is an error; the returned names are then
 /// `class_names` itself. Rows are grouped by class, in file-name order.
-pub fn read_split(dir: &Path, class_names: Option<&[String]>) -> Result<(Dataset, Vec<String>)> {
+pub fn read_split(
+    dir: &Path,
+    class_names: Option<&[String]>,
+    color: Color,
+) -> Result<(Dataset, Vec<String>)> {
     let found = class_folders(dir)?;
     let names: Vec<String> = match class_names {
         Some(names) => names.to_vec(),
@@ -69,7 +74,10 @@ pub fn read_split(dir: &Path, class_names: Option<&[String]>) -> Result<(Dataset
                 }
                 Some(_) => {}
             }
-            pixels.extend(image_file::gray_u8(&img));
+            match color {
+                Color::Gray => pixels.extend(image_file::gray_u8(&img)),
+                Color::Rgb => pixels.extend(image_file::rgb_u8(&img)),
+            }
             labels.push(label);
         }
     }
@@ -81,7 +89,7 @@ pub fn read_split(dir: &Path, class_names: Option<&[String]>) -> Result<(Dataset
     let rows = labels.len();
     let dataset = Dataset {
         rows,
-        dim: height * width,
+        dim: height * width * color.channels(),
         image_shape: (height, width),
         features: Features::U8(pixels),
         targets: Targets::Classes {
@@ -196,7 +204,7 @@ mod tests {
         for (i, c) in ["10", "2", "9"].iter().enumerate() {
             save_gray(&tmp.path().join(c).join("a.png"), 2, 3, i as u8);
         }
-        let (ds, names) = read_split(tmp.path(), None).unwrap();
+        let (ds, names) = read_split(tmp.path(), None, Color::Gray).unwrap();
         assert_eq!(names, ["2", "9", "10"]);
         assert_eq!(ds.image_shape, (2, 3));
         assert_eq!(
@@ -219,7 +227,7 @@ mod tests {
         save_gray(&tmp.path().join("b/x.png"), 1, 1, 5);
         std::fs::write(tmp.path().join("README"), "notes").unwrap();
         std::fs::write(tmp.path().join("b/.DS_Store"), "junk").unwrap();
-        let (ds, names) = read_split(tmp.path(), None).unwrap();
+        let (ds, names) = read_split(tmp.path(), None, Color::Gray).unwrap();
         assert_eq!((ds.rows, names), (1, vec!["b".to_string()]));
     }
 }

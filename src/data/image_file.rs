@@ -137,6 +137,37 @@ fn for_each_gray(img: &DynamicImage, f: impl FnMut(f32)) {
     }
 }
 
+/// The image as RGB bytes, channels interleaved (`(y, x, channel)`), row by row: gray images
+/// repeat their value in the three channels, and transparency is composited over white by the
+/// same rule as [`gray_u8`].
+pub fn rgb_u8(img: &DynamicImage) -> Vec<u8> {
+    let buf = img.to_rgba32f();
+    let mut v = Vec::with_capacity(buf.width() as usize * buf.height() as usize * 3);
+    for p in buf.pixels() {
+        let [r, g, b, a] = p.0;
+        for c in [r, g, b] {
+            v.push(to_byte(a * c + (1.0 - a), false));
+        }
+    }
+    v
+}
+
+/// The image as RGB in [0, 1] (transparency over white), for resampling.
+pub fn rgb(img: &DynamicImage) -> ImageBuffer<image::Rgb<f32>, Vec<f32>> {
+    let buf = img.to_rgba32f();
+    let mut v = Vec::with_capacity(buf.width() as usize * buf.height() as usize * 3);
+    for p in buf.pixels() {
+        let [r, g, b, a] = p.0;
+        v.extend([r, g, b].map(|c| a * c + (1.0 - a)));
+    }
+    ImageBuffer::from_raw(buf.width(), buf.height(), v).expect("three values per pixel")
+}
+
+/// Bytes of RGB pixels in [0, 1], interleaved, inverted if asked.
+pub fn rgb_bytes(rgb: &ImageBuffer<image::Rgb<f32>, Vec<f32>>, invert: bool) -> Vec<u8> {
+    rgb.as_raw().iter().map(|&v| to_byte(v, invert)).collect()
+}
+
 /// The rule, pixel by pixel, for gray, gray + alpha, RGB and RGBA pixels of any depth.
 fn gray_values<P>(buf: &ImageBuffer<P, Vec<P::Subpixel>>) -> impl Iterator<Item = f32> + '_
 where

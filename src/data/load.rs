@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::folder;
 use super::idx::{self, IdxImages};
 use super::synthetic;
-use super::{Dataset, Features, Splits, Targets};
+use super::{Color, Dataset, Features, Splits, Targets};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -104,6 +104,18 @@ const MNIST_SAMPLE: [(&str, &[u8]); 4] = [
 
 /// Loads the train and test splits of `source`. `seed` only affects the synthetic sets.
 pub fn load(source: &DataSource, seed: u64) -> Result<Splits> {
+    load_with(source, seed, Color::Gray)
+}
+
+/// [`load`], reading image folders' images as `color` (gray or RGB, channels last); IDX files
+/// and the built-in sets are gray only.
+pub fn load_with(source: &DataSource, seed: u64, color: Color) -> Result<Splits> {
+    if color == Color::Rgb && !matches!(source, DataSource::Path(_)) {
+        return Err(Error::Config(format!(
+            "--color rgb reads image folders in colour; {} has no colour (its images are gray)",
+            source.name()
+        )));
+    }
     match source {
         DataSource::MnistSample => load_mnist_sample(),
         DataSource::FashionMnist => load_fashion_mnist(),
@@ -132,7 +144,7 @@ pub fn load(source: &DataSource, seed: u64) -> Result<Splits> {
                 class_names: None,
             })
         }
-        DataSource::Path(path) => load_path(path, source.name()),
+        DataSource::Path(path) => load_path(path, source.name(), color),
     }
 }
 
@@ -186,7 +198,7 @@ fn load_fashion_mnist_from(dir: &Path) -> Result<Splits> {
     finish("fashion-mnist".into(), train, test, Some(names))
 }
 
-fn load_path(path: &Path, name: String) -> Result<Splits> {
+fn load_path(path: &Path, name: String, color: Color) -> Result<Splits> {
     if !path.exists() {
         return Err(Error::data(
             path,
@@ -212,6 +224,12 @@ fn load_path(path: &Path, name: String) -> Result<Splits> {
                 ),
             ));
         };
+        if color == Color::Rgb {
+            return Err(Error::data(
+                path,
+                "IDX files hold gray images; --color rgb applies to image folders",
+            ));
+        }
         let train = read_idx_pair(train_img, train_lbl)?;
         let test = read_optional_test(&files[2], &files[3], path)?;
         return finish(name, train, test, None);
@@ -219,10 +237,10 @@ fn load_path(path: &Path, name: String) -> Result<Splits> {
 
     let train_dir = path.join("train");
     if train_dir.is_dir() {
-        let (train, names) = folder::read_split(&train_dir, None)?;
+        let (train, names) = folder::read_split(&train_dir, None, color)?;
         let test_dir = path.join("test");
         let test = if test_dir.is_dir() {
-            Some(folder::read_split(&test_dir, Some(&names))?.0)
+            Some(folder::read_split(&test_dir, Some(&names), color)?.0)
         } else {
             None
         };

@@ -10,7 +10,7 @@ pub mod image_file;
 pub mod synthetic;
 
 mod load;
-pub use load::{DataSource, load, settle_classes, split_validation};
+pub use load::{DataSource, load, load_with, settle_classes, split_validation};
 
 /// Feature matrix, row-major `(rows, dim)`.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,6 +40,28 @@ pub enum Targets {
         /// Targets per row: the model's outputs.
         dim: usize,
     },
+}
+
+/// How image files become rows: one gray channel, or three RGB channels interleaved
+/// (channels last).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Color {
+    /// Rec. 709 luma, one byte per pixel.
+    #[default]
+    Gray,
+    /// Red, green and blue, three bytes per pixel.
+    Rgb,
+}
+
+impl Color {
+    /// Channels per pixel.
+    pub fn channels(self) -> usize {
+        match self {
+            Color::Gray => 1,
+            Color::Rgb => 3,
+        }
+    }
 }
 
 /// How `u8` pixels become model inputs.

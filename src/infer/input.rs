@@ -16,7 +16,7 @@ use std::path::Path;
 /// something else (the synthetic sets have a `(1, features)` shape).
 pub fn image_shape(spec: &ModelSpec) -> Result<(usize, usize)> {
     let (h, w) = spec.input_shape;
-    if h > 1 && h * w == spec.inputs() {
+    if h > 1 && h * w * spec.channels == spec.inputs() {
         Ok((h, w))
     } else {
         Err(Error::Config(format!(
@@ -37,6 +37,28 @@ pub fn image_shape(spec: &ModelSpec) -> Result<(usize, usize)> {
 pub fn read_image(path: &Path, shape: (usize, usize), invert: bool) -> Result<Vec<u8>> {
     let img = image_file::decode(path)?;
     Ok(image_pixels(&img, shape, invert))
+}
+
+/// [`read_image`] for a model of `channels` channels: gray (1) or RGB (3, interleaved), as the
+/// image-folder reader reads them for `--color gray|rgb`.
+pub fn read_image_as(
+    path: &Path,
+    shape: (usize, usize),
+    channels: usize,
+    invert: bool,
+) -> Result<Vec<u8>> {
+    let img = image_file::decode(path)?;
+    if channels != 3 {
+        return Ok(image_pixels(&img, shape, invert));
+    }
+    let rgb = image_file::rgb(&img);
+    let (w32, h32) = (shape.1 as u32, shape.0 as u32);
+    let sized = if rgb.dimensions() == (w32, h32) {
+        rgb
+    } else {
+        imageops::resize(&rgb, w32, h32, FilterType::Triangle)
+    };
+    Ok(image_file::rgb_bytes(&sized, invert))
 }
 
 /// Converts an image of any colour mode and bit depth to grayscale as the image-folder reader
