@@ -3,26 +3,8 @@
 // patch-matrix gradient back into the image (one invocation per image element, which gathers
 // the entries that read it in the order of their output positions: no atomics).
 // x: (batch, h, w, c); cols: (batch·oh·ow, kh·kw·c), a patch's entries in (ky, kx, c) order.
-// WG and `flat` are in grid.wgsl, prepended to this file.
-
-struct Dims {
-    batch: u32,
-    h: u32,
-    w: u32,
-    c: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    oh: u32,
-    ow: u32,
-    // Invocations: patch-matrix entries (im2row) or image elements (row2im).
-    n: u32,
-    x_off: u32,
-    cols_off: u32,
-}
+// WG and `flat` are in grid.wgsl, Dims and the covering windows in window.wgsl, both prepended
+// to this file; the patches are the `y` tensor.
 
 @group(0) @binding(0) var<uniform> d: Dims;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
@@ -55,7 +37,7 @@ fn im2row(
     if yp >= d.ph && xp >= d.pw && yp - d.ph < d.h && xp - d.pw < d.w {
         v = x[d.x_off + ((b * d.h + yp - d.ph) * d.w + xp - d.pw) * d.c + ci];
     }
-    cols[d.cols_off + i] = v;
+    cols[d.y_off + i] = v;
 }
 
 @compute @workgroup_size(256)
@@ -76,18 +58,18 @@ fn row2im(
     let b = p / (d.w * d.h);
     let yp = yy + d.ph;
     let xp = xx + d.pw;
-    // The output rows oy and columns ox whose windows cover (yp, xp): oy·sh <= yp < oy·sh + kh.
-    let oy0 = (max(yp + 1u, d.kh) - d.kh + d.sh - 1u) / d.sh;
-    let oy1 = min(yp / d.sh + 1u, d.oh);
-    let ox0 = (max(xp + 1u, d.kw) - d.kw + d.sw - 1u) / d.sw;
-    let ox1 = min(xp / d.sw + 1u, d.ow);
+    // The output rows oy and columns ox whose windows cover (yp, xp).
+    let oy0 = first_window(yp, d.kh, d.sh);
+    let oy1 = end_window(yp, d.sh, d.oh);
+    let ox0 = first_window(xp, d.kw, d.sw);
+    let ox1 = end_window(xp, d.sw, d.ow);
     var s = 0.0;
     for (var oy = oy0; oy < oy1; oy++) {
         let ky = yp - oy * d.sh;
         for (var ox = ox0; ox < ox1; ox++) {
             let kx = xp - ox * d.sw;
             let pos = (b * d.oh + oy) * d.ow + ox;
-            s += cols[d.cols_off + pos * k + (ky * d.kw + kx) * d.c + ci];
+            s += cols[d.y_off + pos * k + (ky * d.kw + kx) * d.c + ci];
         }
     }
     x[d.x_off + i] = s;

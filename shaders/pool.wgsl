@@ -3,25 +3,7 @@
 // output element; backward one invocation per input element, which gathers the gradient of the
 // windows covering it in their order (no atomics, any stride).
 // x, dx: (batch, h, w, c); y, dy, argmax: (batch, oh, ow, c). WG and `flat` are in grid.wgsl,
-// prepended to this file.
-
-struct Dims {
-    batch: u32,
-    h: u32,
-    w: u32,
-    c: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    oh: u32,
-    ow: u32,
-    // Invocations: output elements (forward) or input elements (backward).
-    n: u32,
-    x_off: u32,
-    y_off: u32,
-    arg_off: u32,
-}
+// Dims and the covering windows in window.wgsl, both prepended to this file.
 
 @group(0) @binding(0) var<uniform> d: Dims;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
@@ -91,10 +73,10 @@ fn pool_grad(i: u32, is_max: bool) {
     let xx = p % d.w;
     let yy = (p / d.w) % d.h;
     let b = p / (d.w * d.h);
-    let oy0 = (max(yy + 1u, d.kh) - d.kh + d.sh - 1u) / d.sh;
-    let oy1 = min(yy / d.sh + 1u, d.oh);
-    let ox0 = (max(xx + 1u, d.kw) - d.kw + d.sw - 1u) / d.sw;
-    let ox1 = min(xx / d.sw + 1u, d.ow);
+    let oy0 = first_window(yy, d.kh, d.sh);
+    let oy1 = end_window(yy, d.sh, d.oh);
+    let ox0 = first_window(xx, d.kw, d.sw);
+    let ox1 = end_window(xx, d.sw, d.ow);
     let scale = 1.0 / f32(d.kh * d.kw);
     var s = 0.0;
     for (var oy = oy0; oy < oy1; oy++) {

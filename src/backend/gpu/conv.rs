@@ -5,12 +5,14 @@ use super::GpuBackend;
 use super::WG;
 use super::context::{KernelSpec, Shader};
 use crate::Result;
+use crate::backend::Buf;
 use crate::ops::{Im2Row, Row2Im, Rules, Window};
 
 static SHADER: Shader = Shader {
     name: "conv.wgsl",
     source: concat!(
         include_str!("../../../shaders/grid.wgsl"),
+        include_str!("../../../shaders/window.wgsl"),
         include_str!("../../../shaders/conv.wgsl")
     ),
 };
@@ -33,9 +35,10 @@ static ROW2IM: KernelSpec = KernelSpec {
     storage: STORAGE,
 };
 
+/// The uniform block of `shaders/window.wgsl`, shared with the pooling launcher.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Dims {
+pub(super) struct WindowDims {
     batch: u32,
     h: u32,
     w: u32,
@@ -50,11 +53,14 @@ struct Dims {
     ow: u32,
     n: u32,
     x_off: u32,
-    cols_off: u32,
+    y_off: u32,
+    arg_off: u32,
 }
 
-fn dims(g: &Window, n: usize, x_off: u32, cols_off: u32) -> Dims {
-    Dims {
+/// The block for `n` invocations over window `g`, with the images `x`, the other tensor `y`
+/// (patches, pooled images or their gradient) and the max-pooling positions `arg`.
+pub(super) fn window_dims(g: &Window, n: usize, x: Buf, y: Buf, arg: Option<Buf>) -> WindowDims {
+    WindowDims {
         batch: g.batch as u32,
         h: g.h as u32,
         w: g.w as u32,
@@ -68,8 +74,9 @@ fn dims(g: &Window, n: usize, x_off: u32, cols_off: u32) -> Dims {
         oh: g.oh() as u32,
         ow: g.ow() as u32,
         n: n as u32,
-        x_off,
-        cols_off,
+        x_off: x.offset,
+        y_off: y.offset,
+        arg_off: arg.map_or(0, |a| a.offset),
     }
 }
 
@@ -79,7 +86,7 @@ pub(super) fn im2row(g: &mut GpuBackend, op: &Im2Row) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
-    let d = dims(&op.g, n, op.x.offset, op.cols.offset);
+    let d = window_dims(&op.g, n, op.x, op.cols, None);
     let groups = g.grid(n, WG)?;
     g.record(&IM2ROW, &[Some(op.x), Some(op.cols)], &d, groups, || {
         op.cost()
@@ -92,7 +99,7 @@ pub(super) fn row2im(g: &mut GpuBackend, op: &Row2Im) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
-    let d = dims(&op.g, n, op.x.offset, op.cols.offset);
+    let d = window_dims(&op.g, n, op.x, op.cols, None);
     let groups = g.grid(n, WG)?;
     g.record(&ROW2IM, &[Some(op.x), Some(op.cols)], &d, groups, || {
         op.cost()

@@ -11,6 +11,7 @@ static SHADER: Shader = Shader {
     name: "pool.wgsl",
     source: concat!(
         include_str!("../../../shaders/grid.wgsl"),
+        include_str!("../../../shaders/window.wgsl"),
         include_str!("../../../shaders/pool.wgsl")
     ),
 };
@@ -33,25 +34,6 @@ static MAX_POOL_GRAD: KernelSpec = spec("max_pool_grad");
 static AVG_POOL: KernelSpec = spec("avg_pool");
 static AVG_POOL_GRAD: KernelSpec = spec("avg_pool_grad");
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Dims {
-    batch: u32,
-    h: u32,
-    w: u32,
-    c: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    oh: u32,
-    ow: u32,
-    n: u32,
-    x_off: u32,
-    y_off: u32,
-    arg_off: u32,
-}
-
 /// Records `spec` over `n` invocations, binding the images `x`, the pooled images `y` and the
 /// positions `arg`.
 #[allow(clippy::too_many_arguments)]
@@ -68,22 +50,7 @@ fn launch(
     if n == 0 {
         return Ok(());
     }
-    let d = Dims {
-        batch: g.batch as u32,
-        h: g.h as u32,
-        w: g.w as u32,
-        c: g.c as u32,
-        kh: g.kh as u32,
-        kw: g.kw as u32,
-        sh: g.sh as u32,
-        sw: g.sw as u32,
-        oh: g.oh() as u32,
-        ow: g.ow() as u32,
-        n: n as u32,
-        x_off: x.offset,
-        y_off: y.offset,
-        arg_off: arg.map_or(0, |a| a.offset),
-    };
+    let d = super::conv::window_dims(g, n, x, y, arg);
     let groups = gpu.grid(n, WG)?;
     gpu.record(spec, &[Some(x), Some(y), arg], &d, groups, cost)
 }
