@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU measurements of the benchmark issue in one run, on a machine with an NVIDIA GPU and
-# PyTorch but no Rust toolchain and no network (as the lent H100 is). On the build machine,
+# PyTorch but no Rust toolchain and no network (as the lent H200 is). On the build machine,
 # from the repository root:
 #
 #   cargo build --release
@@ -16,8 +16,10 @@
 #   benches/gpu_lease.sh            # writes to $OUT, else ./gpu-results
 #
 # It prints the device, trains the standard model on the GPU (accuracy check), then runs
-# `wgtrain bench --backend gpu` with PyTorch eager and PyTorch CUDA-graph peers on the same GPU
-# in the same run, then the bench again with each matmul kernel forced (WGTRAIN_MATMUL_TILES).
+# `wgtrain bench --backend gpu` (standard MLP, CNN, wide MLP; dispatches, host time and
+# workgroups per step) with PyTorch eager and PyTorch CUDA-graph peers on the same GPU in the
+# same run, then the quick bench again with each matmul kernel forced (WGTRAIN_MATMUL_TILES).
+# Not yet run on a real GPU (none has been lent so far); rehearsed on lavapipe.
 # Nothing here changes the GPU's settings.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -56,9 +58,9 @@ echo "== bench: gpu vs PyTorch eager and CUDA graph"
   --peer "python3 benches/peers/pytorch_peer.py --device cuda --graph" \
   --ratio gpu,pytorch-cuda --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
 
-# The two matmul kernels against each other (the default picks per shape by a rule of thumb).
-for tiles in 64 128; do
+# The three matmul kernels against each other (the default picks per shape by a rule of thumb).
+for tiles in 32 64 128; do
   echo "== bench: gpu with every matmul on ${tiles}x${tiles} tiles"
-  WGTRAIN_MATMUL_TILES=$tiles "$bin" bench --backend gpu --json "$out/bench-tiles-$tiles.json" \
-    2>&1 | tee "$out/bench-tiles-$tiles.txt"
+  WGTRAIN_MATMUL_TILES=$tiles "$bin" bench --backend gpu --quick \
+    --json "$out/bench-tiles-$tiles.json" 2>&1 | tee "$out/bench-tiles-$tiles.txt"
 done

@@ -8,14 +8,26 @@
 // a: (m, k), or (k, m) used transposed when TRANS_A; b: (k, n), or (n, k) when TRANS_B;
 // bias: (n,); y: (m, n); c: (m, n); sums: (m,). f is an elementwise activation of
 // activation_fn.wgsl (prepended to this file).
+// The entry point `matmul_softmax_ce` is the product (plus bias) followed by the softmax
+// cross-entropy of its rows (the network's last layer and its loss), in one workgroup:
+// labels: (m,) -> grad: (m, n) when has_grad, acc: (2,) += [Σ loss, Σ correct]. The gradient
+// is written through `sums` (binding 6), which the product leaves alone without EPI_SUMS, so
+// that the kernel binds eight storage buffers, WebGPU's default limit.
 //
-// Each workgroup computes 64 x 64 tiles of c (looping over tiles when the grid is smaller than
+// Each workgroup computes 4 SIDE x 4 SIDE tiles of c (64 x 64, or 32 x 32 with SIDE = 8 where a
+// product has too few tiles to fill a big GPU; looping over tiles when the grid is smaller than
 // the matrix), staging 16-deep slices of op(a) and op(b) in workgroup memory. Each of its
-// 16 x 16 invocations keeps a 4 x 4 block of outputs in registers (rows 4 lid.y .. +4, columns
-// 4 lid.x .. +4) and reads its four rows of a and four columns of b as one vec4 each per step
-// of k. Tiles are loaded in memory order, so neighbouring invocations read neighbouring words
-// whichever operand is transposed. Edges are handled by loading zeros past the matrix and
-// skipping stores there; no invocation returns early because every one must reach the barriers.
+// SIDE x SIDE invocations keeps a 4 x 4 block of outputs in registers (rows 4 lid.y .. +4,
+// columns 4 lid.x .. +4) and reads its four rows of a and four columns of b as one vec4 each
+// per step of k. Tiles are loaded in memory order, so neighbouring invocations read
+// neighbouring words whichever operand is transposed. Edges are handled by loading zeros past
+// the matrix and skipping stores there; no invocation returns early because every one must
+// reach the barriers.
+//
+// Staged k-rows are padded by one vec4: where an operand is stored k-contiguous (a of x·Wᵀ and
+// both of its operands' loads), neighbouring invocations store consecutive k-rows, which
+// unpadded lie 256 bytes apart (512 in the 128 x 128 kernel), all in one bank of workgroup
+// memory; padded, they spread over eight banks.
 
 struct Dims {
     m: u32,
@@ -30,6 +42,13 @@ struct Dims {
     act: u32,
     y_off: u32,
     sums_off: u32,
+    // matmul_softmax_ce only.
+    labels_off: u32,
+    grad_off: u32,
+    acc_off: u32,
+    has_grad: u32,
+    // 1 / m: the gradient is of the batch mean.
+    scale: f32,
 }
 
 const EPI_NONE: u32 = 0u;
@@ -47,18 +66,23 @@ override TRANS_B: bool = false;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 @group(0) @binding(5) var<storage, read> y: array<f32>;
 @group(0) @binding(6) var<storage, read_write> sums: array<f32>;
+@group(0) @binding(7) var<storage, read> labels: array<u32>;
+@group(0) @binding(8) var<storage, read_write> acc: array<f32>;
 
-const TILE_M: u32 = 64u;
-const TILE_N: u32 = 64u;
+// Invocations per side of the workgroup of `matmul`: 16 (64 x 64 tiles) or 8 (32 x 32).
+override SIDE: u32 = 16u;
 const TILE_K: u32 = 16u;
-const SIDE: u32 = 16u;
+// The big kernel's workgroup (16 x 16) and tile loops.
 const THREADS: u32 = 256u;
+// Vectors per staged k-row of `matmul`'s tiles, one of them padding.
+const ROW: u32 = 17u;
 
 // Tiles hold four consecutive rows (of a) or columns (of b) per vector:
-// tile_a[kk * 16 + i / 4][i % 4] = op(a)[row0 + i, k0 + kk];
-// tile_b[kk * 16 + j / 4][j % 4] = op(b)[k0 + kk, col0 + j].
-var<workgroup> tile_a: array<vec4<f32>, 256>;
-var<workgroup> tile_b: array<vec4<f32>, 256>;
+// tile_a[kk * ROW + i / 4][i % 4] = op(a)[row0 + i, k0 + kk];
+// tile_b[kk * ROW + j / 4][j % 4] = op(b)[k0 + kk, col0 + j].
+// Sized for SIDE = 16; SIDE = 8 uses the first half of each row.
+var<workgroup> tile_a: array<vec4<f32>, 272>;
+var<workgroup> tile_b: array<vec4<f32>, 272>;
 
 fn a_at(i: u32, kk: u32) -> f32 {
     if i >= d.m || kk >= d.k {
@@ -120,19 +144,88 @@ fn store_row(row: u32, col: u32, v: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(SIDE, SIDE)
 fn matmul(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let tiles_m = (d.m + TILE_M - 1u) / TILE_M;
-    let tiles_n = (d.n + TILE_N - 1u) / TILE_N;
+    product(lid, wid, nwg);
+}
+
+// Per-invocation [loss, correct] sums of matmul_softmax_ce, added up in a fixed order.
+var<workgroup> part: array<vec2<f32>, 256>;
+
+// Row r of c (already stored): softmax + categorical cross-entropy, loss = lse - z[label],
+// grad = (softmax - onehot) * scale; returns [loss, 1 if the first maximum is the label]. The
+// same arithmetic as softmax_ce in loss.wgsl (and loss_classes in src/ops/loss.rs).
+fn softmax_ce_row(r: u32) -> vec2<f32> {
+    let z0 = d.c_off + r * d.n;
+    let label = labels[d.labels_off + r];
+    var m = c[z0];
+    var best = 0u;
+    for (var j = 1u; j < d.n; j++) {
+        m = max(m, c[z0 + j]);
+        if c[z0 + j] > c[z0 + best] {
+            best = j;
+        }
+    }
+    var s = 0.0;
+    for (var j = 0u; j < d.n; j++) {
+        s += exp(c[z0 + j] - m);
+    }
+    let lse = m + log(s);
+    if d.has_grad != 0u {
+        let g0 = d.grad_off + r * d.n;
+        for (var j = 0u; j < d.n; j++) {
+            let p = exp(c[z0 + j] - lse);
+            sums[g0 + j] = (p - select(0.0, 1.0, j == label)) * d.scale;
+        }
+    }
+    let loss = lse - c[z0 + min(label, d.n - 1u)];
+    return vec2(loss, select(0.0, 1.0, best == label));
+}
+
+// Launched as one workgroup of 16 x 16 (SIDE = 16), so that every row of c is this
+// workgroup's: the product, a storage barrier (c's stores visible to the whole workgroup),
+// then each invocation takes the rows r ≡ t (mod 256) and a tree adds the sums in a fixed
+// order, as the loss kernel's `accumulate` does: no atomics, the same result every run.
+@compute @workgroup_size(SIDE, SIDE)
+fn matmul_softmax_ce(@builtin(local_invocation_id) lid: vec3<u32>) {
+    product(lid, vec3<u32>(0u), vec3<u32>(1u));
+    storageBarrier();
+    let t = lid.y * SIDE + lid.x;
+    var sum = vec2<f32>(0.0);
+    for (var r = t; r < d.m; r += 256u) {
+        sum += softmax_ce_row(r);
+    }
+    part[t] = sum;
+    workgroupBarrier();
+    for (var half = 128u; half > 0u; half >>= 1u) {
+        if t < half {
+            part[t] += part[t + half];
+        }
+        workgroupBarrier();
+    }
+    if t == 0u {
+        acc[d.acc_off] += part[0].x;
+        acc[d.acc_off + 1u] += part[0].y;
+    }
+}
+
+// The tiled product of `matmul`, over the tiles of workgroup `wid` of a grid of `nwg`.
+fn product(lid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>) {
+    let tile = 4u * SIDE;
+    let threads = SIDE * SIDE;
+    // Elements of each staged slice per invocation: 4 (SIDE 16) or 8 (SIDE 8).
+    let per = tile * TILE_K / threads;
+    let tiles_m = (d.m + tile - 1u) / tile;
+    let tiles_n = (d.n + tile - 1u) / tile;
     let t = lid.y * SIDE + lid.x;
     for (var tm = wid.y; tm < tiles_m; tm += nwg.y) {
         for (var tn = wid.x; tn < tiles_n; tn += nwg.x) {
-            let row0 = tm * TILE_M;
-            let col0 = tn * TILE_N;
+            let row0 = tm * tile;
+            let col0 = tn * tile;
             var acc0 = vec4<f32>(0.0);
             var acc1 = vec4<f32>(0.0);
             var acc2 = vec4<f32>(0.0);
@@ -142,18 +235,18 @@ fn matmul(
             let keeps_sums = d.epilogue == EPI_SUMS && tn == 0u && lid.x == 0u;
             var sum = vec4<f32>(0.0);
             for (var k0 = 0u; k0 < d.k; k0 += TILE_K) {
-                // 1024 elements of each tile, four per invocation, walked in memory order.
-                for (var e = 0u; e < 4u; e++) {
-                    let idx = t + e * THREADS;
-                    let ai = a_slot(idx, TILE_M, TILE_K);
-                    tile_a[ai.y * SIDE + ai.x / 4u][ai.x % 4u] = a_at(row0 + ai.x, k0 + ai.y);
-                    let bj = b_slot(idx, TILE_N, TILE_K);
-                    tile_b[bj.x * SIDE + bj.y / 4u][bj.y % 4u] = b_at(k0 + bj.x, col0 + bj.y);
+                // tile x 16 elements of each operand, `per` per invocation, in memory order.
+                for (var e = 0u; e < per; e++) {
+                    let idx = t + e * threads;
+                    let ai = a_slot(idx, tile, TILE_K);
+                    tile_a[ai.y * ROW + ai.x / 4u][ai.x % 4u] = a_at(row0 + ai.x, k0 + ai.y);
+                    let bj = b_slot(idx, tile, TILE_K);
+                    tile_b[bj.x * ROW + bj.y / 4u][bj.y % 4u] = b_at(k0 + bj.x, col0 + bj.y);
                 }
                 workgroupBarrier();
                 for (var kk = 0u; kk < TILE_K; kk++) {
-                    let av = tile_a[kk * SIDE + lid.y];
-                    let bv = tile_b[kk * SIDE + lid.x];
+                    let av = tile_a[kk * ROW + lid.y];
+                    let bv = tile_b[kk * ROW + lid.x];
                     acc0 += av.x * bv;
                     acc1 += av.y * bv;
                     acc2 += av.z * bv;
@@ -192,13 +285,13 @@ fn matmul(
 
 const BIG: u32 = 128u;
 const BIG_K: u32 = 16u;
-// BIG / 4: vectors per k-row of a big tile.
-const BIG_V: u32 = 32u;
+// BIG / 4 + 1: vectors per staged k-row of a big tile, one of them padding.
+const BIG_V: u32 = 33u;
 
-// big_a[kk * 32 + i / 4][i % 4] = op(a)[row0 + i, k0 + kk];
-// big_b[kk * 32 + j / 4][j % 4] = op(b)[k0 + kk, col0 + j].
-var<workgroup> big_a: array<vec4<f32>, 512>;
-var<workgroup> big_b: array<vec4<f32>, 512>;
+// big_a[kk * 33 + i / 4][i % 4] = op(a)[row0 + i, k0 + kk];
+// big_b[kk * 33 + j / 4][j % 4] = op(b)[k0 + kk, col0 + j].
+var<workgroup> big_a: array<vec4<f32>, 528>;
+var<workgroup> big_b: array<vec4<f32>, 528>;
 
 @compute @workgroup_size(16, 16)
 fn matmul_big(
@@ -208,7 +301,7 @@ fn matmul_big(
 ) {
     let tiles_m = (d.m + BIG - 1u) / BIG;
     let tiles_n = (d.n + BIG - 1u) / BIG;
-    let t = lid.y * SIDE + lid.x;
+    let t = lid.y * 16u + lid.x;
     for (var tm = wid.y; tm < tiles_m; tm += nwg.y) {
         for (var tn = wid.x; tn < tiles_n; tn += nwg.x) {
             let row0 = tm * BIG;

@@ -17,7 +17,7 @@ use wgtrain::ops::reduce::{ACC_LEN, STATS_PER_ROW};
 use wgtrain::ops::{
     AccumulateStats, ActBackward, ActForward, AvgPool, AvgPoolGrad, Clip, ColSum, Dropout,
     Epilogue, Fill, Flatten, Gather, GatherLabels, Im2Row, Loss, MaskMul, Matmul, MatmulDims,
-    MaxPool, MaxPoolGrad, Op, Penalty, Regularize, Row2Im, SumSquares, Update, Window,
+    MaxPool, MaxPoolGrad, Op, Penalty, Regularize, Row2Im, SoftmaxCe, SumSquares, Update, Window,
 };
 use wgtrain::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use wgtrain::rng::Rng;
@@ -214,6 +214,7 @@ fn matmul_matches_cpu_in_every_form() {
         (67, 17, 129),
         (130, 3, 70),
         (5, 200, 7),
+        (32, 16, 32),
         (64, 16, 64),
         (3, 0, 5),
         (128, 16, 128),
@@ -231,8 +232,9 @@ fn matmul_matches_cpu_in_every_form() {
     }
 }
 
-/// Both matmul kernels (64 x 64 and 128 x 128 tiles), forced, whatever size picks one.
-const KERNELS: [MatmulTiles; 2] = [MatmulTiles::Small, MatmulTiles::Big];
+/// Every matmul kernel (32 x 32, 64 x 64 and 128 x 128 tiles), forced, whatever size picks
+/// one.
+const KERNELS: [MatmulTiles; 3] = [MatmulTiles::Fine, MatmulTiles::Small, MatmulTiles::Big];
 
 #[test]
 fn matmul_with_more_rows_than_one_grid_dimension() {
@@ -816,6 +818,98 @@ fn losses_match_cpu() {
             check_loss(&mut p, &mut rng, kind, rows, cols, with_grad);
         }
     }
+}
+
+/// The last layer's product with its softmax cross-entropy in the epilogue (one workgroup)
+/// against the CPU's product followed by its loss: logits, gradient and the accumulator, in
+/// every form, with and without bias and gradient; one row, odd sizes, rows over one 64-row
+/// tile and over the 256 invocations that share the rows, and a row one tile wide.
+#[test]
+fn matmul_with_softmax_cross_entropy_matches_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(12);
+    let sizes = [
+        (1, 1, 2),
+        (1, 17, 10),
+        (33, 5, 3),
+        (65, 128, 10),
+        (300, 19, 17),
+        (128, 128, 64),
+    ];
+    for &(m, k, n) in &sizes {
+        for (ta, tb) in FORMS {
+            for (bias, with_grad) in [(true, true), (false, true), (true, false)] {
+                let dims = MatmulDims {
+                    m,
+                    k,
+                    n,
+                    trans_a: ta,
+                    trans_b: tb,
+                };
+                let a = p.f32s(&uniform(&mut rng, m * k, -1.0, 1.0));
+                let b = p.f32s(&uniform(&mut rng, k * n, -1.0, 1.0));
+                let bias = bias.then(|| p.f32s(&uniform(&mut rng, n, -1.0, 1.0)));
+                let labels: Vec<u32> = (0..m).map(|_| rng.below(n) as u32).collect();
+                let labels = p.u32s(&labels);
+                let c = p.out(m * n);
+                let grad = with_grad.then(|| p.out(m * n + 1).slice(1, m * n));
+                let acc = p.f32s(&[0.25, 0.5, 7.0]).slice(0, ACC_LEN);
+                p.run(|g| Matmul {
+                    a: pick(a, g),
+                    b: pick(b, g),
+                    bias: bias.map(|x| pick(x, g)),
+                    c: pick(c, g),
+                    dims,
+                    epilogue: Epilogue::SoftmaxCe(SoftmaxCe {
+                        labels: pick(labels, g),
+                        grad: grad.map(|x| pick(x, g)),
+                        acc: pick(acc, g),
+                    }),
+                });
+                let what = format!(
+                    "matmul + softmax-CE m={m} k={k} n={n} trans_a={ta} trans_b={tb} bias={} grad={with_grad}",
+                    bias.is_some()
+                );
+                p.check(&format!("{what}: logits"), c, 2e-6 * k as f32, REL);
+                p.check(&format!("{what}: accumulated"), acc, 1e-4, 1e-5);
+                if let Some(grad) = grad {
+                    p.check(&format!("{what}: grad"), grad, 1e-6, REL);
+                }
+            }
+        }
+    }
+}
+
+/// The shape rule refuses a loss epilogue the kernel cannot run: rows wider than one tile.
+#[test]
+fn a_loss_epilogue_wider_than_a_tile_is_refused() {
+    let mut cpu = CpuBackend::new();
+    let (m, k, n) = (4, 3, 65);
+    let mut f = |len| cpu.alloc(DType::F32, len, "t").unwrap();
+    let (a, b, c, grad) = (f(m * k), f(k * n), f(m * n), f(m * n));
+    let acc = f(ACC_LEN);
+    let labels = cpu.alloc(DType::U32, m, "labels").unwrap();
+    let op = Matmul {
+        epilogue: Epilogue::SoftmaxCe(SoftmaxCe {
+            labels,
+            grad: Some(grad),
+            acc,
+        }),
+        ..Matmul::new(
+            a,
+            b,
+            c,
+            MatmulDims {
+                m,
+                k,
+                n,
+                trans_a: false,
+                trans_b: true,
+            },
+        )
+    };
+    let err = wgtrain::ops::run(&mut cpu, op).unwrap_err().to_string();
+    assert!(err.contains("n <= 64 columns"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ use common::gpu;
 use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::backend::gpu::{GpuBackend, list_adapters};
 use wgtrain::backend::{Backend, Buf, DType, KernelTime};
-use wgtrain::bench::{BreakdownSource, step_breakdown};
+use wgtrain::bench::{BreakdownSource, host_us_per_step, step_breakdown};
 use wgtrain::data::{Dataset, Features, Targets};
 use wgtrain::model::{Activation, LossKind, ModelSpec};
 use wgtrain::ops::{Matmul, MatmulDims, Update};
@@ -272,7 +272,8 @@ fn with_timing_off_a_step_is_one_pass_and_creates_nothing_before_and_after_timin
             "while timing"
         );
         assert_eq!(passes as usize, dispatches);
-        assert!(dispatches > 3 * 10, "{times:?}");
+        // Ten dispatches a step: the gather, six products, the last with its loss, the update.
+        assert_eq!(dispatches, 3 * 10, "{times:?}");
     }
     assert_eq!(steps(&mut t, [112, 128, 144]), untimed, "after timing");
 }
@@ -318,6 +319,15 @@ fn mnist_shaped(rows: usize) -> Dataset {
 }
 
 #[test]
+fn host_time_per_step_counts_recording_and_submission() {
+    let Some(g) = gpu() else { return };
+    let data = mnist_shaped(64);
+    let host = host_us_per_step(Box::new(g), &data, 16, 5).unwrap();
+    // A step records and submits something, and doing so takes less than a second.
+    assert!(host.min > 0.0 && host.max < 1e6, "{host:?}");
+}
+
+#[test]
 fn bench_breakdown_uses_timestamps_where_it_can_and_lines_up_with_the_cpu() {
     let Some(g) = gpu() else { return };
     let has = g.has_timestamp_queries();
@@ -347,6 +357,14 @@ fn bench_breakdown_uses_timestamps_where_it_can_and_lines_up_with_the_cpu() {
         .find(|t| t.op.name == "matmul A·Bᵀ 16x784x256 +bias +relu")
         .expect("the first layer's forward");
     assert_eq!(fwd.op.flops, 2.0 * 16.0 * 784.0 * 256.0);
+    // Kernels carry their workgroups per call (the product's tiles), the CPU's ops none.
+    assert!(cpu.iter().all(|t| t.workgroups.is_none()), "{cpu:?}");
+    assert!(
+        gpu.iter()
+            .filter(|t| !["upload indices", "read back"].contains(&t.op.name.as_str()))
+            .all(|t| t.workgroups.is_some_and(|w| w > 0)),
+        "{gpu:?}"
+    );
     assert_eq!(
         fwd.op.bytes,
         4.0 * (16.0 * 784.0 + 784.0 * 256.0 + 16.0 * 256.0 + 256.0)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch peer for `wgtrain bench`: the same MLP (784-256-128-10 ReLU, softmax + cross-entropy,
-Adam 1e-3) and CNN (`wgtrain train --arch cnn`'s network), data, batch sizes and figures, with
-the data resident on the device.
+Adam 1e-3), CNN (`wgtrain train --arch cnn`'s network) and wide MLP (784-4096-4096-10 at batch
+1024), data, batch sizes and figures, with the data resident on the device.
 
     wgtrain bench --peer "python3 benches/peers/pytorch_peer.py [--device cuda] [--graph] [--quick]"
 
@@ -58,15 +58,19 @@ def matmul_figure(name, m, k, n, ta, tb):
     return figure(name, "GFLOP/s", secs, rate_of=flops / 1e9)
 
 
-def make_model():
+# The wide configuration: where a GPU should win by far.
+WIDE = [784, 4096, 4096, 10]
+
+
+def make_model(sizes=SIZES):
     torch.manual_seed(1)
     layers = []
-    for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         lin = torch.nn.Linear(a, b)
         torch.nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
         torch.nn.init.zeros_(lin.bias)
         layers.append(lin)
-        if i < len(SIZES) - 2:
+        if i < len(sizes) - 2:
             layers.append(torch.nn.ReLU())
     model = torch.nn.Sequential(*layers).to(DEV)
     # capturable=True keeps Adam's step count on the device, as a CUDA graph needs.
@@ -129,13 +133,13 @@ def train_figures(xtr, ytr, batch):
 
 def make_cnn():
     """`wgtrain train --arch cnn`: conv 32 3 pad 1, relu, maxpool 2, conv 64 3 pad 1, relu,
-    maxpool 2, (flatten), dense 128, relu, dropout 0.3, dense 10."""
+    maxpool 2, dropout 0.25, (flatten), dense 128, relu, dropout 0.5, dense 10."""
     torch.manual_seed(1)
     nn = torch.nn
     model = nn.Sequential(
         nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10),
     ).to(DEV)
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
@@ -144,8 +148,20 @@ def cnn_figures(xtr, ytr, batch, rows):
     """Training steps of the CNN on the first `rows` rows, as `wgtrain bench` times them (its
     epoch is extrapolated from that rate)."""
     model, opt = make_cnn()
+    return slice_figures("cnn", model, opt, xtr[:rows].reshape(rows, 1, 28, 28), ytr, batch,
+                         len(xtr))
+
+
+def wide_figures(xtr, ytr, batch, rows):
+    """Training steps of the wide MLP on the first `rows` rows, as `wgtrain bench` times them."""
+    model, opt = make_model(WIDE)
+    return slice_figures("wide", model, opt, xtr[:rows], ytr, batch, len(xtr))
+
+
+def slice_figures(config, model, opt, x, ytr, batch, total):
+    """Samples/s of training steps on the rows `x`, and the epoch of `total` rows at that rate."""
     loss_fn = torch.nn.CrossEntropyLoss()
-    x = xtr[:rows].reshape(rows, 1, 28, 28)
+    rows = len(x)
     y = ytr[:rows]
 
     def epoch():
@@ -159,9 +175,8 @@ def cnn_figures(xtr, ytr, batch, rows):
         loss.item()
 
     secs = repeat(timed(epoch), runs=1 if QUICK else 3, budget_s=120)
-    rate = [rows / s for s in secs]
-    return [figure(f"train cnn b{batch}", "samples/s", [rows / r for r in rate], rate_of=rows),
-            figure(f"epoch cnn b{batch}", "s", [len(xtr) / r for r in rate])]
+    return [figure(f"train {config} b{batch}", "samples/s", secs, rate_of=rows),
+            figure(f"epoch {config} b{batch}", "s", [total * s / rows for s in secs])]
 
 
 def main():
@@ -181,6 +196,7 @@ def main():
     for batch in (128, 1024):
         figs += train_figures(xtr, ytr, batch)
     figs += cnn_figures(xtr, ytr, 128, 1280 if QUICK else 10240)
+    figs += wide_figures(xtr, ytr, 1024, 1024 if QUICK else 4096)
     model, _ = make_model()
 
     @torch.no_grad()

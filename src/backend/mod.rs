@@ -84,6 +84,17 @@ pub struct KernelTime {
     pub flops: f64,
     /// Fewest bytes one call must read and write.
     pub bytes: f64,
+    /// Workgroups of all those dispatches together (0 where the backend launches none).
+    pub workgroups: u64,
+}
+
+/// What a backend that launches kernels (the GPU) has launched so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Launches {
+    /// Kernel launches recorded.
+    pub dispatches: u64,
+    /// Workgroups of all those launches together.
+    pub workgroups: u64,
 }
 
 /// A compute backend: allocations, transfers, and the ops of [`crate::ops`]. Implementations:
@@ -119,9 +130,9 @@ pub trait Backend {
     /// check their ops when they are built, [`crate::ops::run`] checks one made by hand.
     fn run(&mut self, op: &Op) -> Result<()>;
 
-    /// Kernel launches recorded so far, where the backend launches kernels (the GPU); `None`
-    /// on the CPU, which runs each op as a function call.
-    fn dispatches(&self) -> Option<u64> {
+    /// Kernel launches (and their workgroups) recorded so far, where the backend launches
+    /// kernels (the GPU); `None` on the CPU, which runs each op as a function call.
+    fn launches(&self) -> Option<Launches> {
         None
     }
 

@@ -9,7 +9,7 @@ use crate::model::{Activation, LossKind, ModelSpec};
 use crate::ops::{MaskMul, Matmul, MatmulDims, Op, OpLabel};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::rng::Rng;
-use crate::train::Trainer;
+use crate::train::{SUBMIT_EVERY, Trainer};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -29,6 +29,10 @@ pub struct Figure {
     /// memory bandwidth (in the figure's unit), where one is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floor: Option<f64>,
+    /// Workgroups per call, on the GPU's "step b128:" figures (how much of a big device one
+    /// dispatch can fill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workgroups: Option<u64>,
 }
 
 /// The figures of one column of the table: a backend of ours or a peer.
@@ -45,6 +49,13 @@ pub struct Column {
     /// where it has them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breakdown: Option<String>,
+    /// Kernel launches per training step of the standard MLP at batch 128 (GPU columns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatches_per_step: Option<u64>,
+    /// Median main-thread microseconds to record and submit one such step, not waiting for
+    /// the device (GPU columns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_us_per_step: Option<f64>,
 }
 
 /// What to measure.
@@ -58,8 +69,26 @@ pub struct Plan {
     pub epochs: usize,
     /// Rows of the data set the CNN configuration is timed on (its epoch is extrapolated).
     pub cnn_rows: usize,
+    /// Rows the wide configuration ([`WIDE`], batch 1024) is timed on.
+    pub wide_rows: usize,
     /// How often each figure is run, and the time budget for its repeats.
     pub repeats: Repeats,
+}
+
+/// The wide configuration's layer sizes: where a GPU should win by far (at batch 1024, 114
+/// MFLOP a row, nearly all in two 4096-wide products).
+pub const WIDE: [usize; 4] = [784, 4096, 4096, 10];
+
+/// The wide configuration's model: [`WIDE`], ReLU, softmax cross-entropy.
+pub fn wide_spec() -> Result<ModelSpec> {
+    ModelSpec::mlp(
+        WIDE[0],
+        &WIDE[1..3],
+        WIDE[3],
+        Activation::Relu,
+        0.0,
+        LossKind::SoftmaxCrossEntropy,
+    )
 }
 
 /// The standard configuration's layer sizes.
@@ -111,18 +140,19 @@ pub fn model_train_flops_per_row(spec: &ModelSpec) -> f64 {
     3.0 * fwd.iter().sum::<f64>() - first
 }
 
-/// Samples per second of CNN training steps at `batch` on the first `rows` rows of `data`
-/// (a slice, so that a CPU measures in seconds what a whole epoch takes minutes for), and the
-/// seconds a whole epoch of `data` takes at that rate.
-pub fn cnn_throughput(
+/// Samples per second of training steps of `spec` (Adam 1e-3) at `batch` on the first `rows`
+/// rows of `data` (a slice, so that a CPU measures in seconds what a whole epoch takes minutes
+/// for), and the seconds a whole epoch of `data` takes at that rate.
+pub fn slice_throughput(
     backend: Box<dyn Backend>,
+    spec: ModelSpec,
     data: &Dataset,
     batch: usize,
     rows: usize,
     repeats: Repeats,
 ) -> Result<(Spread, Spread)> {
     let adam = OptimizerConfig::new(OptimizerKind::Adam);
-    let mut t = Trainer::from_spec(backend, cnn_spec()?, batch, adam, 1)?;
+    let mut t = Trainer::from_spec(backend, spec, batch, adam, 1)?;
     let rows = rows.min(data.rows);
     let slice = data.subset(&(0..rows).collect::<Vec<_>>());
     let d = t.upload(&slice)?;
@@ -268,15 +298,49 @@ pub fn dispatches_per_step(backend: Box<dyn Backend>, data: &Dataset, batch: usi
     // The first step compiles the plan (and on some drivers the shaders).
     t.step(&d, 0, batch.min(d.rows))?;
     t.backend().sync()?;
-    let Some(before) = t.backend().dispatches() else {
+    let Some(before) = t.backend().launches() else {
         return Ok(t.plan(batch.min(d.rows)).ops.len() as f64);
     };
     for s in 0..steps {
         t.step(&d, s * batch, batch.min(d.rows))?;
     }
     t.backend().sync()?;
-    let after = t.backend().dispatches().unwrap_or(before);
-    Ok((after - before) as f64 / steps as f64)
+    let after = t.backend().launches().unwrap_or(before);
+    Ok((after.dispatches - before.dispatches) as f64 / steps as f64)
+}
+
+/// Main-thread microseconds to record and submit one training step of the standard model at
+/// `batch`, as training does it: [`SUBMIT_EVERY`] steps recorded, then submitted together (by
+/// the last step). Each group starts with the device idle (a sync before it, untimed), so no
+/// wait for the device is counted; the figure is a group's time over its steps, over `groups`
+/// groups after a warm-up one.
+pub fn host_us_per_step(
+    backend: Box<dyn Backend>,
+    data: &Dataset,
+    batch: usize,
+    groups: usize,
+) -> Result<Spread> {
+    let mut t = standard_trainer(backend, batch)?;
+    let d = t.upload(data)?;
+    t.shuffle(&d)?;
+    let batch = batch.min(d.rows);
+    let mut step = 0usize;
+    let mut group = |t: &mut Trainer| -> Result<f64> {
+        t.backend().sync()?;
+        let started = Instant::now();
+        for _ in 0..SUBMIT_EVERY {
+            t.step(&d, (step * batch) % (d.rows - batch + 1), batch)?;
+            step += 1;
+        }
+        Ok(started.elapsed().as_secs_f64() * 1e6 / SUBMIT_EVERY as f64)
+    };
+    // The first steps compile the plan and, on some drivers, the shaders.
+    group(&mut t)?;
+    let us = (0..groups.max(1))
+        .map(|_| group(&mut t))
+        .collect::<Result<Vec<f64>>>()?;
+    t.backend().sync()?;
+    Ok(Spread::of(us))
 }
 
 /// Samples per second of forward passes over `data` (evaluation, batch 1024).
@@ -317,6 +381,8 @@ pub struct OpTime {
     pub op: OpLabel,
     /// Mean seconds per call.
     pub seconds: f64,
+    /// Workgroups per call, where the backend launches kernels.
+    pub workgroups: Option<u64>,
 }
 
 impl OpTime {
@@ -380,6 +446,7 @@ pub fn step_breakdown(
         .into_iter()
         .map(|k| OpTime {
             seconds: k.seconds / k.calls as f64,
+            workgroups: (k.workgroups > 0).then(|| k.workgroups / k.calls as u64),
             op: OpLabel {
                 name: k.name,
                 flops: k.flops,

@@ -9,8 +9,8 @@ mod table;
 pub mod timed;
 
 pub use figures::{
-    BreakdownSource, Column, Figure, OpTime, Plan, STANDARD, infer_flops_per_row, matmul_gflops,
-    step_breakdown, train_flops_per_row,
+    BreakdownSource, Column, Figure, OpTime, Plan, STANDARD, WIDE, host_us_per_step,
+    infer_flops_per_row, matmul_gflops, step_breakdown, train_flops_per_row, wide_spec,
 };
 pub use stats::{Repeats, Spread, repeat};
 pub use table::render;
@@ -64,6 +64,7 @@ pub fn measure_backend(
         unit: unit.into(),
         spread,
         floor: None,
+        workgroups: None,
     };
     let mut shapes = mlp_shapes(128);
     shapes.push(mlp_shapes(1024).swap_remove(0));
@@ -105,6 +106,17 @@ pub fn measure_backend(
             max: per_step,
         },
     ));
+    // Recording and submission cost only where the backend records kernels: on the CPU a
+    // step's time is its work.
+    let launches = make()?.launches().is_some();
+    let (mut dispatches_per_step, mut host_us_per_step) = (None, None);
+    if launches {
+        dispatches_per_step = Some(per_step.round() as u64);
+        log(&format!("{name}: host time per step"));
+        let host = figures::host_us_per_step(make()?, data, 128, 20)?;
+        host_us_per_step = Some(host.median);
+        figs.push(fig("host us per step b128".into(), "us", host));
+    }
     let train_flops = train_flops_per_row(&STANDARD);
     for &batch in &plan.batches {
         log(&format!("{name}: training, batch {batch}"));
@@ -121,7 +133,8 @@ pub fn measure_backend(
     log(&format!("{name}: CNN training, batch 128"));
     let cnn = figures::cnn_spec()?;
     let cnn_flops = figures::model_train_flops_per_row(&cnn);
-    let (rate, epoch) = figures::cnn_throughput(make()?, data, 128, plan.cnn_rows, plan.repeats)?;
+    let (rate, epoch) =
+        figures::slice_throughput(make()?, cnn.clone(), data, 128, plan.cnn_rows, plan.repeats)?;
     figs.push(Figure {
         floor: Some(peak * 1e9 / cnn_flops),
         ..fig("train cnn b128".into(), "samples/s", rate)
@@ -129,6 +142,23 @@ pub fn measure_backend(
     figs.push(Figure {
         floor: Some(data.rows as f64 * cnn_flops / (peak * 1e9)),
         ..fig("epoch cnn b128".into(), "s", epoch)
+    });
+    log(&format!("{name}: wide MLP training, batch 1024"));
+    let wide_flops = train_flops_per_row(&WIDE);
+    let once = Repeats {
+        warmup: 1,
+        runs: plan.repeats.runs.min(3),
+        budget_s: plan.repeats.budget_s,
+    };
+    let (rate, epoch) =
+        figures::slice_throughput(make()?, wide_spec()?, data, 1024, plan.wide_rows, once)?;
+    figs.push(Figure {
+        floor: Some(peak * 1e9 / wide_flops),
+        ..fig("train wide b1024".into(), "samples/s", rate)
+    });
+    figs.push(Figure {
+        floor: Some(data.rows as f64 * wide_flops / (peak * 1e9)),
+        ..fig("epoch wide b1024".into(), "s", epoch)
     });
     log(&format!("{name}: inference"));
     let inf = figures::infer_throughput(make()?, test, plan.repeats)?;
@@ -142,6 +172,7 @@ pub fn measure_backend(
         let us = t.seconds * 1e6;
         figs.push(Figure {
             floor: t.floor_seconds(peak, gbs).map(|s| s * 1e6),
+            workgroups: t.workgroups,
             ..fig(
                 format!("step b128: {}", t.op.name),
                 "us",
@@ -158,6 +189,8 @@ pub fn measure_backend(
         device,
         figures: figs,
         breakdown: Some(source.describe().into()),
+        dispatches_per_step,
+        host_us_per_step,
     })
 }
 

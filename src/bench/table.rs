@@ -53,11 +53,15 @@ pub fn render(cols: &[Column], ratio: Option<(usize, usize)>) -> String {
             match c.figures.iter().find(|f| &f.name == name) {
                 Some(f) => {
                     let s = f.spread;
-                    row.push(if s.min == s.max {
+                    let mut cell = if s.min == s.max {
                         fmt(s.median)
                     } else {
                         format!("{} [{}-{}]", fmt(s.median), fmt(s.min), fmt(s.max))
-                    });
+                    };
+                    if let Some(w) = f.workgroups {
+                        cell += &format!(" ({w} wg)");
+                    }
+                    row.push(cell);
                     row.push(f.floor.map(fmt).unwrap_or_else(|| "-".into()));
                     medians.push(Some(s.median));
                 }
@@ -111,6 +115,13 @@ pub fn render(cols: &[Column], ratio: Option<(usize, usize)>) -> String {
                 matmul rate and, for a step's ops, its bytes (each input read and each output \
                 written once) at the column's bandwidth, whichever takes longer; data that \
                 stays in cache can beat the bandwidth bound\n";
+    }
+    if cols
+        .iter()
+        .any(|c| c.figures.iter().any(|f| f.workgroups.is_some()))
+    {
+        out += "wg: workgroups of one call of the op (a GPU with N compute units idles where \
+                this is well under N)\n";
     }
     // Rows of one name line up across columns, but how they were timed may differ.
     for c in cols {

@@ -38,10 +38,13 @@ impl Timed {
 
     fn time<R>(&mut self, op: OpLabel, f: impl FnOnce(&mut dyn Backend) -> Result<R>) -> Result<R> {
         self.inner.sync()?;
+        let groups = |b: &dyn Backend| b.launches().map_or(0, |l| l.workgroups);
+        let before = groups(self.inner.as_ref());
         let t = Instant::now();
         let r = f(self.inner.as_mut())?;
         self.inner.sync()?;
         let seconds = t.elapsed().as_secs_f64();
+        let workgroups = groups(self.inner.as_ref()) - before;
         let mut times = self.times.borrow_mut();
         let e = times.entry(op.name.clone()).or_insert(KernelTime {
             name: op.name,
@@ -49,9 +52,11 @@ impl Timed {
             seconds: 0.0,
             flops: op.flops,
             bytes: op.bytes,
+            workgroups: 0,
         });
         e.calls += 1;
         e.seconds += seconds;
+        e.workgroups += workgroups;
         Ok(r)
     }
 }
@@ -91,8 +96,8 @@ impl Backend for Timed {
     fn sync(&mut self) -> Result<()> {
         self.inner.sync()
     }
-    fn dispatches(&self) -> Option<u64> {
-        self.inner.dispatches()
+    fn launches(&self) -> Option<crate::backend::Launches> {
+        self.inner.launches()
     }
     // Fused ops are timed as one op under the fused name, as the GPU's timestamps see them.
     fn run(&mut self, op: &Op) -> Result<()> {

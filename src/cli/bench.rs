@@ -78,6 +78,7 @@ pub fn run(args: BenchArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         batches: vec![128, 1024],
         epochs: if args.quick { 1 } else { args.epochs },
         cnn_rows: if args.quick { 1280 } else { 10_240 },
+        wide_rows: if args.quick { 1024 } else { 4096 },
         repeats: Repeats {
             warmup: 1,
             runs: if args.quick { 3 } else { 7 },
@@ -86,7 +87,7 @@ pub fn run(args: BenchArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     };
     let (data_name, train, test) = bench_data()?;
     eprintln!(
-        "bench: standard MLP 784-256-128-10 relu, softmax-CE, Adam 1e-3 on {data_name}; medians of repeated runs after warm-up"
+        "bench: standard MLP 784-256-128-10 relu, softmax-CE, Adam 1e-3 on {data_name} (also the --arch cnn network at batch 128 and a wide MLP 784-4096-4096-10 at batch 1024); medians of repeated runs after warm-up"
     );
     let mut choices = Vec::new();
     match args.backend {

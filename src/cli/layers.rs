@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 /// The small convolutional network of `--arch cnn`: two 3x3 convolutions with max pooling,
 /// then a Dense layer with dropout. Padding keeps each convolution's size, so 28x28 and 8x8
 /// images both work (7x7 and 2x2 after the pooling).
-pub const CNN: &str = "conv 32 3 pad 1, relu, maxpool 2, conv 64 3 pad 1, relu, maxpool 2, dense 128, relu, dropout 0.3, dense";
+pub const CNN: &str = "conv 32 3 pad 1, relu, maxpool 2, conv 64 3 pad 1, relu, maxpool 2, dropout 0.25, dense 128, relu, dropout 0.5, dense";
 
 /// One layer as written.
 #[derive(Clone, Debug, PartialEq)]

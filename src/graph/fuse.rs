@@ -10,18 +10,19 @@
 //! - a weight-gradient product and the bias gradient, the column sums of the same `dY`
 //!   ([`Epilogue::ColSums`]);
 //! - the loss and the metrics accumulation ([`Loss::acc`]);
+//! - the last layer's product and that softmax cross-entropy ([`Epilogue::SoftmaxCe`]), where a row
+//!   fits one tile;
 //! - the row gather and the label gather ([`Gather::labels`]);
 //! - the L1/L2 penalties and the optimizer update ([`Update::penalty`]).
 
 use super::plan::Plan;
 use crate::backend::Buf;
-use crate::model::Activation;
+use crate::model::{Activation, LossKind};
 use crate::ops::gather::LabelPair;
+use crate::ops::matmul::{LOSS_MAX_COLS, SoftmaxCe};
 use crate::ops::{Epilogue, Gather, Loss, Matmul, Op, Penalty, Update};
 
-/// The most rows a fused loss-and-accumulate runs: its kernel is one workgroup looping over
-/// the rows (a deterministic sum), which would serialise a much larger evaluation batch.
-pub const LOSS_ACC_MAX_ROWS: usize = 16_384;
+pub use crate::ops::loss::LOSS_ACC_MAX_ROWS;
 
 /// Runs every rule over `plan`. `max_rows` is the largest batch the plan's buffers serve:
 /// rules that depend on the batch decide by it, so a plan for a partial batch fuses exactly as
@@ -32,6 +33,7 @@ pub fn fuse(plan: &mut Plan, max_rows: usize) {
     pairs(plan, matmul_act_grad);
     pairs(plan, matmul_col_sum);
     pairs(plan, |p, a, b| loss_acc(p, a, b, max_rows));
+    pairs(plan, matmul_loss);
     update_penalty(plan);
 }
 
@@ -126,6 +128,34 @@ fn loss_acc(plan: &Plan, a: &Op, b: &Op, max_rows: usize) -> Option<Op> {
                 stats: None,
                 acc: Some(s.acc),
                 ..l.clone()
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// Runs after `loss_acc`, whose row limit it inherits (only a loss with a fused accumulator
+/// rides on a product).
+fn matmul_loss(plan: &Plan, a: &Op, b: &Op) -> Option<Op> {
+    match (a, b) {
+        (Op::Matmul(m), Op::Loss(l))
+            if m.epilogue == Epilogue::None
+                && l.kind == LossKind::SoftmaxCrossEntropy
+                && l.out == m.c
+                && l.rows == m.dims.m
+                && l.cols == m.dims.n
+                && l.cols <= LOSS_MAX_COLS
+                && l.stats.is_none()
+                && l.acc.is_some()
+                && only_reader(plan, m.c, b) =>
+        {
+            Some(Op::Matmul(Matmul {
+                epilogue: Epilogue::SoftmaxCe(SoftmaxCe {
+                    labels: l.targets,
+                    grad: l.grad,
+                    acc: l.acc?,
+                }),
+                ..m.clone()
             }))
         }
         _ => None,

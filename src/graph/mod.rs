@@ -42,10 +42,10 @@
 //! };
 //! let plan = recipe.plan(64);
 //! print!("{plan}"); // one line per op: its name and shape, what it reads -> what it writes
-//! // Gather (+labels), 2 products (the first +relu), loss (+metrics), 2 weight-gradient
-//! // products (+bias gradients), 1 input-gradient product (×relu'), the update.
-//! assert_eq!(plan.ops.len(), 8);
-//! assert!(plan.to_string().starts_with("Train plan, 64 rows, 8 ops:"));
+//! // Gather (+labels), 2 products (the first +relu, the second +softmax-CE +metrics), 2
+//! // weight-gradient products (+bias gradients), 1 input-gradient product (×relu'), the update.
+//! assert_eq!(plan.ops.len(), 7);
+//! assert!(plan.to_string().starts_with("Train plan, 64 rows, 7 ops:"));
 //! assert!(matches!(plan.ops.last(), Some(Op::Update(_))));
 //! # Ok::<(), wgtrain::Error>(())
 //! ```
@@ -67,7 +67,7 @@ mod tests {
     use super::lower::{Training, lower};
     use super::*;
     use crate::model::{Activation, Layer, LossKind, ModelSpec, ParamLayout};
-    use crate::ops::Op;
+    use crate::ops::{Epilogue, Op};
     use crate::optim::{OptimizerConfig, OptimizerKind, Regularization};
 
     fn training(reg: Regularization) -> Training {
@@ -100,12 +100,22 @@ mod tests {
     }
 
     #[test]
-    fn the_standard_step_is_eleven_ops_fused_and_every_plan_verifies() {
+    fn the_standard_step_is_ten_ops_fused_and_every_plan_verifies() {
         let spec = standard();
         let fused = plan(&spec, Mode::Train, 128, true, Regularization::default());
-        // gather (+labels), 3 products (+relu), loss (+metrics), 3 weight-gradient products
-        // (+bias gradients), 2 input-gradient products (×relu'), the update.
-        assert_eq!(fused.ops.len(), 11, "{fused}");
+        // gather (+labels), 2 products (+relu), the last product (+softmax-CE +metrics), 3
+        // weight-gradient products (+bias gradients), 2 input-gradient products (×relu'), the
+        // update.
+        assert_eq!(fused.ops.len(), 10, "{fused}");
+        assert!(
+            fused.ops.iter().any(
+                |op| matches!(op, Op::Matmul(m) if matches!(m.epilogue, Epilogue::SoftmaxCe(_)))
+            ),
+            "{fused}"
+        );
+        // Evaluation: gather, 3 products, the last with its loss and accumulation.
+        let eval = plan(&spec, Mode::Eval, 128, true, Regularization::default());
+        assert_eq!(eval.ops.len(), 4, "{eval}");
         let plain = plan(&spec, Mode::Train, 128, false, Regularization::default());
         // Unfused: 2 gathers, 3 products + 2 activations, loss + accumulate, 3 + 3 gradient
         // ops, 2 products + 2 activation derivatives, the update.
@@ -133,7 +143,7 @@ mod tests {
             ..Regularization::default()
         };
         let p = plan(&spec, Mode::Train, 128, true, reg);
-        assert_eq!(p.ops.len(), 11, "{p}");
+        assert_eq!(p.ops.len(), 10, "{p}");
         assert!(matches!(p.ops.last(), Some(Op::Update(u)) if u.penalty.is_some()));
     }
 

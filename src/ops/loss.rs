@@ -9,6 +9,10 @@ use crate::backend::cpu::CpuMem;
 use crate::backend::{Buf, DType};
 use crate::model::LossKind;
 
+/// The most rows a fused loss-and-accumulate runs: its kernel is one workgroup looping over
+/// the rows (a deterministic sum), which would serialise a much larger evaluation batch.
+pub const LOSS_ACC_MAX_ROWS: usize = 16_384;
+
 /// A loss with its output activation where the kind fuses one. For each row it finds
 /// `[loss, metric]` (metric: 1/0 for a correct classification, the mean absolute error of a
 /// regression row) and writes them to `stats` and/or adds their sums to `acc`; when `grad` is

@@ -1,9 +1,10 @@
 //! Matrix products: `c = op(a) · op(b) (+ bias)` in the forms the network uses (A·B, Aᵀ·B,
 //! A·Bᵀ; Aᵀ·Bᵀ too), with an optional epilogue that fuses the op after the product into it:
-//! the activation of a Dense layer, the activation's derivative of a backward product, or the
-//! bias gradient beside the weight gradient. Column sums ([`super::ColSum`]) are in `reduce.rs`.
+//! the activation of a Dense layer, the activation's derivative of a backward product, the
+//! bias gradient beside the weight gradient, or the softmax cross-entropy of the last layer.
+//! Column sums ([`super::ColSum`]) are in `reduce.rs`.
 
-use super::{Access, OpLabel, Rules, disjoint, distinct, need, push_opt, words};
+use super::{Access, Loss, OpLabel, Rules, disjoint, distinct, need, push_opt, words};
 use crate::Error;
 use crate::Result;
 use crate::backend::cpu::CpuMem;
@@ -46,7 +47,30 @@ pub enum Epilogue {
     /// Beside the product, `sums = Σ_rows a` over `a` as stored (k, m), sums: (m,): a Dense
     /// layer's bias gradient Σ dY beside its weight gradient dYᵀ·X. Needs `trans_a`.
     ColSums(Buf),
+    /// `c` as it is, then its rows' softmax cross-entropy ([`Matmul::loss`]): the last layer's
+    /// logits, the loss's gradient and the metrics accumulation in one kernel. Rows of at most
+    /// [`LOSS_MAX_COLS`] columns (one tile wide) and at most [`super::loss::LOSS_ACC_MAX_ROWS`]
+    /// rows: the GPU runs it in one workgroup, which sums the rows in the order the loss
+    /// kernel does.
+    SoftmaxCe(SoftmaxCe),
 }
+
+/// The operands of a softmax cross-entropy riding on a product ([`Epilogue::SoftmaxCe`]);
+/// the logits are the product `c`, (m, n).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SoftmaxCe {
+    /// `U32` class labels, (m,), below n.
+    pub labels: Buf,
+    /// Where to write the gradient of the batch's mean loss with respect to the logits,
+    /// (m, n); `None` when only evaluating.
+    pub grad: Option<Buf>,
+    /// The metrics accumulator `[Σ loss, Σ correct]` the rows are added to, (2,).
+    pub acc: Buf,
+}
+
+/// The widest row a product with a loss epilogue ([`Epilogue::SoftmaxCe`]) takes: one 64-wide
+/// tile.
+pub const LOSS_MAX_COLS: usize = 64;
 
 /// `c = op(a) · op(b) (+ bias broadcast over rows)`, then the epilogue.
 /// a: (m, k), or (k, m) if trans_a; b: (k, n), or (n, k) if trans_b; bias: (n,) -> c: (m, n).
@@ -67,6 +91,24 @@ pub struct Matmul {
 }
 
 impl Matmul {
+    /// The loss the epilogue runs over the product, where it is [`Epilogue::SoftmaxCe`]: the
+    /// very op that runs unfused.
+    pub fn loss(&self) -> Option<Loss> {
+        match self.epilogue {
+            Epilogue::SoftmaxCe(ce) => Some(Loss {
+                kind: crate::model::LossKind::SoftmaxCrossEntropy,
+                out: self.c,
+                targets: ce.labels,
+                rows: self.dims.m,
+                cols: self.dims.n,
+                grad: ce.grad,
+                stats: None,
+                acc: Some(ce.acc),
+            }),
+            _ => None,
+        }
+    }
+
     /// A plain product (no bias, no epilogue).
     pub fn new(a: Buf, b: Buf, c: Buf, dims: MatmulDims) -> Matmul {
         Matmul {
@@ -101,6 +143,11 @@ impl Rules for Matmul {
         match &mut self.epilogue {
             Epilogue::ActGrad { y, .. } => v.push((y, Access::Read)),
             Epilogue::ColSums(s) => v.push((s, Access::Write)),
+            Epilogue::SoftmaxCe(ce) => {
+                v.push((&mut ce.labels, Access::Read));
+                push_opt(&mut v, &mut ce.grad, Access::Write);
+                v.push((&mut ce.acc, Access::ReadWrite));
+            }
             Epilogue::None | Epilogue::Act(_) => {}
         }
         v
@@ -142,6 +189,22 @@ impl Rules for Matmul {
                     self.c.slice(0, m * n),
                 )?;
             }
+            Epilogue::SoftmaxCe(ce) => {
+                if n > LOSS_MAX_COLS || m > super::loss::LOSS_ACC_MAX_ROWS {
+                    return Err(Error::Shape(format!(
+                        "a matmul's softmax cross-entropy epilogue takes rows of n <= \
+                         {LOSS_MAX_COLS} columns and m <= {} rows, not ({m}, {n})",
+                        super::loss::LOSS_ACC_MAX_ROWS
+                    )));
+                }
+                self.loss().expect("a loss epilogue").check()?;
+                for other in [ce.labels, ce.acc].into_iter().chain(ce.grad) {
+                    distinct("matmul loss operands", other, &[self.a, self.b])?;
+                    if let Some(bias) = self.bias {
+                        distinct("matmul loss operands", other, &[bias])?;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -165,6 +228,11 @@ impl Rules for Matmul {
             Epilogue::ColSums(_) => {
                 name += " +col_sum";
                 bytes += words(m);
+            }
+            Epilogue::SoftmaxCe(_) => {
+                // The logits stay in the kernel: what the loss reads besides them.
+                name += " +softmax-ce +accumulate";
+                bytes += self.loss().expect("a loss epilogue").cost().bytes - words(m * n);
             }
         }
         OpLabel::new(name, 2.0 * (m * k * n) as f64, bytes)
@@ -206,14 +274,17 @@ impl Rules for Matmul {
                 Epilogue::ActGrad { act, y } => {
                     super::activation::times_grad(act, &mem.f32s(y)[..m * n], out, n)
                 }
-                Epilogue::None | Epilogue::ColSums(_) => {}
+                Epilogue::None | Epilogue::ColSums(_) | Epilogue::SoftmaxCe(_) => {}
             }
         });
-        if let Epilogue::ColSums(sums) = self.epilogue {
+        match self.epilogue {
             // a is stored (k, m): its column sums are the row sums of op(a).
-            mem.with_dst(sums, |mem, s| {
+            Epilogue::ColSums(sums) => mem.with_dst(sums, |mem, s| {
                 super::reduce::col_sums(&mem.f32s(self.a)[..m * k], k, m, &mut s[..m])
-            });
+            }),
+            // The very reference the unfused loss runs, over the product just stored.
+            Epilogue::SoftmaxCe(_) => self.loss().expect("a loss epilogue").cpu(mem),
+            _ => {}
         }
     }
 }

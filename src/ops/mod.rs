@@ -33,7 +33,7 @@ pub use conv::{Im2Row, Row2Im, Window};
 pub use dropout::{Dropout, MaskMul};
 pub use gather::{Gather, GatherLabels};
 pub use loss::Loss;
-pub use matmul::{Epilogue, Matmul, MatmulDims};
+pub use matmul::{Epilogue, Matmul, MatmulDims, SoftmaxCe};
 pub use optimizer::{Clip, Penalty, Regularize, Update, UpdateParams};
 pub use permute::Flatten;
 pub use pool::{AvgPool, AvgPoolGrad, MaxPool, MaxPoolGrad};
@@ -354,6 +354,14 @@ mod tests {
         };
         assert_eq!(with(grad).bytes, cost.bytes + 40.0);
         assert_eq!(with(Epilogue::ColSums(f32s(5, 2))).bytes, cost.bytes + 8.0);
+        // The loss adds its labels, gradient and accumulator; the logits stay in the kernel.
+        let ce = with(Epilogue::SoftmaxCe(SoftmaxCe {
+            labels: buf(6, 2, DType::U32),
+            grad: Some(f32s(7, 10)),
+            acc: f32s(8, 2),
+        }));
+        assert_eq!(ce.bytes, cost.bytes + 4.0 * (2 + 10 + 4) as f64);
+        assert_eq!(ce.name, "matmul Aᵀ·B 2x3x5 +bias +softmax-ce +accumulate");
         // Adam reads p, g, m, v and writes p, m, v; SGD keeps one state vector with momentum,
         // none without.
         let update = |kind, momentum| {

@@ -207,8 +207,12 @@ impl Backend for GpuBackend {
         }
     }
 
-    fn dispatches(&self) -> Option<u64> {
-        Some(self.ctx.traffic().dispatches)
+    fn launches(&self) -> Option<crate::backend::Launches> {
+        let t = self.ctx.traffic();
+        Some(crate::backend::Launches {
+            dispatches: t.dispatches,
+            workgroups: t.workgroups,
+        })
     }
 
     fn start_kernel_timing(&mut self) -> bool {

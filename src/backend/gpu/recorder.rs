@@ -28,7 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// The most storage buffers a kernel binds.
-const MAX_STORAGE: usize = 6;
+const MAX_STORAGE: usize = 8;
 /// Bind-group key for "no buffer": one of the backend's dummy buffers.
 const NONE: u32 = u32::MAX;
 /// Uniform slots in the arena; when all are used, pending work is submitted and the slots reused.
@@ -310,7 +310,7 @@ impl GpuBackend {
                 label: Some("wgtrain ops"),
             });
         // The timed dispatches' ops, in the order of their queries.
-        let mut timed: Vec<OpLabel> = Vec::new();
+        let mut timed: Vec<(OpLabel, u64)> = Vec::new();
         let mut passes = 0;
         let rec = &mut self.rec;
         match &rec.timer {
@@ -346,7 +346,8 @@ impl GpuBackend {
                     pass.dispatch_workgroups(x, y, z);
                     drop(pass);
                     passes += 1;
-                    timed.extend(d.name);
+                    let workgroups = [x, y, z].iter().map(|&g| u64::from(g)).product();
+                    timed.extend(d.name.map(|n| (n, workgroups)));
                 }
                 if !timed.is_empty() {
                     timer.resolve(&mut enc, timed.len());
@@ -434,6 +435,10 @@ impl GpuBackend {
             }
         };
         self.ctx.count(Count::Dispatches, 1);
+        self.ctx.count(
+            Count::Workgroups,
+            groups.iter().map(|&g| u64::from(g)).product(),
+        );
         self.rec.pending.push(Dispatch {
             kernel,
             bind_group,

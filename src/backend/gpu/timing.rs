@@ -54,10 +54,11 @@ impl Timer {
         );
     }
 
-    /// Adds the resolved timestamps `bytes` of the dispatches `ops`, in query order.
-    fn add(&mut self, ops: Vec<OpLabel>, bytes: &[u8]) {
+    /// Adds the resolved timestamps `bytes` of the dispatches `ops` (each with its
+    /// workgroups), in query order.
+    fn add(&mut self, ops: Vec<(OpLabel, u64)>, bytes: &[u8]) {
         let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(bytes);
-        for (op, pair) in ops.into_iter().zip(ticks.chunks_exact(2)) {
+        for ((op, workgroups), pair) in ops.into_iter().zip(ticks.chunks_exact(2)) {
             // A timestamp is monotonic on one queue; a driver that breaks that gets zero, not
             // a wrapped-around eternity.
             let seconds = pair[1].saturating_sub(pair[0]) as f64 * self.period_ns * 1e-9;
@@ -65,6 +66,7 @@ impl Timer {
                 Some(t) => {
                     t.calls += 1;
                     t.seconds += seconds;
+                    t.workgroups += workgroups;
                 }
                 None => self.times.push(KernelTime {
                     name: op.name,
@@ -72,6 +74,7 @@ impl Timer {
                     seconds,
                     flops: op.flops,
                     bytes: op.bytes,
+                    workgroups,
                 }),
             }
         }
@@ -140,11 +143,11 @@ impl GpuBackend {
         Ok(timer.map_or_else(Vec::new, |t| t.times))
     }
 
-    /// Waits for submission `index` and adds the times of its timed dispatches `ops`. An
-    /// error ends timing (the staging buffer may be left mapped).
+    /// Waits for submission `index` and adds the times of its timed dispatches `ops` (each
+    /// with its workgroups). An error ends timing (the staging buffer may be left mapped).
     pub(super) fn read_times(
         &mut self,
-        ops: Vec<OpLabel>,
+        ops: Vec<(OpLabel, u64)>,
         index: wgpu::SubmissionIndex,
     ) -> Result<()> {
         let mut timer = self.rec.timer.take().expect("timing is on");
