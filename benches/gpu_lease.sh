@@ -15,8 +15,8 @@
 #
 #   benches/gpu_lease.sh            # writes to $OUT, else ./gpu-results
 #
-# It prints the device, trains the standard model on the GPU (accuracy check), then runs
-# `wgtrain bench --backend gpu` (standard MLP, CNN, wide MLP; dispatches, host time and
+# It prints the device, trains the standard model on the GPU (accuracy check), tunes the matmul
+# kernels (`wgtrain tune`, its table kept), then runs `wgtrain bench --backend gpu` (standard MLP, CNN, wide MLP; dispatches, host time and
 # workgroups per step) with PyTorch eager and PyTorch CUDA-graph peers on the same GPU in the
 # same run, then the quick bench again with each matmul kernel forced (WGTRAIN_MATMUL_TILES).
 # Not yet run on a real GPU (none has been lent so far); rehearsed on lavapipe.
@@ -25,6 +25,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-results}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
 bin=${WGTRAIN_BIN:-.carry/wgtrain}
 
 # The Vulkan loader, unpacked from the carried .deb where the machine has none; the NVIDIA
@@ -51,6 +52,10 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=c
 echo "== train: standard model, Fashion-MNIST, 5 epochs, batch 128, GPU"
 "$bin" train --backend gpu --data fashion-mnist --epochs 5 --batch-size 128 --json 2>&1 \
   | tee "$out/train.txt" || { echo "GPU training failed (above): no bench"; exit 1; }
+
+echo "== tune: the matmul kernels on this GPU (the bench below uses the choices)"
+export WGTRAIN_TUNE_CACHE=$out/matmul-tiles.json
+"$bin" tune 2>&1 | tee "$out/tune.txt"
 
 echo "== bench: gpu vs PyTorch eager and CUDA graph"
 "$bin" bench --backend gpu \

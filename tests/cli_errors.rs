@@ -7,7 +7,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
 use std::time::{Duration, Instant};
 
 use safetensors::SafeTensors;
@@ -135,7 +137,7 @@ impl Work {
     /// Runs `wgtrain` in the directory. Backtraces are switched on, so a panic could not
     /// hide its trace.
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        common::command()
             .args(args)
             .current_dir(self.dir.path())
             .env("RUST_BACKTRACE", "1")

@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
 use std::sync::OnceLock;
 use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::data::{self, DataSource, Dataset, Features, Targets};
@@ -17,7 +19,7 @@ use wgtrain::train::{RunData, Trainer, fit};
 // Helpers
 
 fn wgtrain(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+    common::command()
         .args(args)
         .output()
         .expect("the binary runs")

@@ -308,7 +308,7 @@ fn resume_with_contradicting_flags_fails() {
 /// that the run stopped within seconds with status 130, a checkpoint at `ck` and the command
 /// that resumes it.
 fn interrupt(args: &[&str], ck: &std::path::Path) {
-    let child = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+    let child = common::command()
         .args(["train", "--backend", "cpu", "--quiet", "--checkpoint"])
         .arg(ck)
         .args(args)

@@ -18,6 +18,30 @@ fn have_gpu() -> bool {
 
 /// The same run on both backends ends within a hair of each other, and the GPU summary names
 /// the adapter.
+/// `wgtrain tune` times the products of the three configurations, prints their table and
+/// writes the cache file (here one of the test's own).
+#[test]
+fn tune_prints_the_table_and_writes_the_cache() {
+    if !have_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("tiles.json");
+    let out = common::command()
+        .env("WGTRAIN_TUNE_CACHE", &cache)
+        .args(["tune", "--batch-sizes", "2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The first layers' forward products of the MLPs and the CNN's first convolution.
+    for shape in ["A·Bᵀ 2x784x256", "A·Bᵀ 2x784x4096", "A·Bᵀ 1568x9x32"] {
+        assert!(stdout.contains(shape), "{shape} missing from:\n{stdout}");
+    }
+    let text = std::fs::read_to_string(&cache).unwrap();
+    assert!(text.contains("A·Bᵀ 2x784x256"), "{text}");
+}
+
 #[test]
 fn gpu_training_matches_cpu() {
     if !have_gpu() {
@@ -149,7 +173,8 @@ fn gpu_device_lost_is_reported() {
     }
     // Its own device, so destroying it disturbs no other test; the sibling backend on the same
     // device is the handle that destroys it while the trainer owns the first.
-    let gpu = GpuBackend::new(None).unwrap();
+    let mut gpu = GpuBackend::new(None).unwrap();
+    gpu.set_tuner(None);
     let mut sibling = gpu.share_device();
     let rows = 64;
     let data = Dataset {
@@ -197,7 +222,7 @@ fn devices_print_nothing_on_stderr_without_a_display() {
     if !have_gpu() {
         return;
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+    let out = common::command()
         .arg("devices")
         .env_remove("XDG_RUNTIME_DIR")
         .env_remove("WAYLAND_DISPLAY")

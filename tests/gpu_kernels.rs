@@ -252,6 +252,61 @@ fn matmul_with_more_rows_than_one_grid_dimension() {
     }
 }
 
+/// Autotuning: the first product of a shape times the three kernels (one warm-up dispatch and
+/// five timed ones each, then the product itself), keeps the fastest in the cache file, and a
+/// tuner reopened on that file reuses it without timing anything; the cached choice decides
+/// the kernel, a forced one wins over it, and the result matches the CPU whichever runs.
+#[test]
+fn tuning_times_each_kernel_once_caches_the_choice_and_a_forced_kernel_wins() {
+    let Some(mut p) = Pair::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiles.json");
+    let tuner = p.gpu.open_tuner(Some(path.clone()));
+    p.gpu.set_tuner(Some(tuner));
+    let mut rng = Rng::new(13);
+    let launched = |g: &GpuBackend| g.launches().unwrap();
+    let run = |p: &mut Pair, rng: &mut Rng, shape| {
+        let before = launched(&p.gpu);
+        check_matmul(p, rng, shape, (false, true), true);
+        let after = launched(&p.gpu);
+        (
+            after.dispatches - before.dispatches,
+            after.workgroups - before.workgroups,
+        )
+    };
+    assert_eq!(run(&mut p, &mut rng, (100, 40, 70)).0, 3 * (1 + 5) + 1);
+    let key = "A·Bᵀ 100x40x70";
+    let choices = p.gpu.tuning().unwrap();
+    let choice = &choices[key];
+    assert_eq!(choice.us.len(), 3, "{choice:?}");
+    assert!(choice.us.values().all(|&us| us > 0.0), "{choice:?}");
+    let fastest = choice.us.iter().min_by(|a, b| a.1.total_cmp(b.1)).unwrap();
+    assert_eq!(fastest.0, &choice.tiles.to_string());
+    assert!(std::fs::read_to_string(&path).unwrap().contains(key));
+    // Tuned: one dispatch, on the chosen kernel's grid.
+    let side = choice.tiles;
+    let grid = (70usize.div_ceil(side) * 100usize.div_ceil(side)) as u64;
+    assert_eq!(run(&mut p, &mut rng, (100, 40, 70)), (1, grid));
+    // A tuner reopened on the file has the choice: no timing.
+    p.gpu.set_tuner(Some(p.gpu.open_tuner(Some(path.clone()))));
+    assert_eq!(p.gpu.tuning().unwrap()[key].tiles, side);
+    assert_eq!(run(&mut p, &mut rng, (100, 40, 70)), (1, grid));
+    // A choice in the cache decides the kernel (128 x 128 here: 2 x 3 workgroups)...
+    let mut tuner = p.gpu.open_tuner(None);
+    tuner.insert(
+        "A·Bᵀ 300x20x200".into(),
+        wgtrain::backend::gpu::Choice {
+            tiles: 128,
+            us: Default::default(),
+        },
+    );
+    p.gpu.set_tuner(Some(tuner));
+    assert_eq!(run(&mut p, &mut rng, (300, 20, 200)), (1, 6));
+    // ... unless one is forced (32 x 32: 7 x 10).
+    p.gpu.set_matmul_tiles(MatmulTiles::Fine);
+    assert_eq!(run(&mut p, &mut rng, (300, 20, 200)), (1, 70));
+}
+
 /// The elementwise activations a product can apply on its way out.
 const FUSABLE: [Activation; 5] = [
     Activation::Relu,

@@ -231,7 +231,8 @@ fn with_timing_off_a_step_is_one_pass_and_creates_nothing_before_and_after_timin
         return;
     }
     // A device of its own, so other tests' traffic does not count.
-    let g = GpuBackend::new(None).unwrap();
+    let mut g = GpuBackend::new(None).unwrap();
+    g.set_tuner(None);
     let probe = g.share_device();
     let mut t = trainer(Box::new(g), 0.0);
     let data = t.upload(&digits(160, 10)).unwrap();
@@ -283,7 +284,8 @@ fn training_submits_once_per_eight_steps() {
     if gpu().is_none() {
         return;
     }
-    let g = GpuBackend::new(None).unwrap();
+    let mut g = GpuBackend::new(None).unwrap();
+    g.set_tuner(None);
     let probe = g.share_device();
     let mut t = trainer(Box::new(g), 0.0);
     let data = t.upload(&digits(160, 12)).unwrap();

@@ -452,7 +452,8 @@ fn a_training_step_creates_nothing_and_moves_only_uniform_blocks() {
         return;
     }
     // A device of its own, so other tests' traffic does not count.
-    let g = GpuBackend::new(None).unwrap();
+    let mut g = GpuBackend::new(None).unwrap();
+    g.set_tuner(None);
     let probe = g.share_device();
     let spec = mlp(
         64,

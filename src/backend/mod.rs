@@ -130,8 +130,8 @@ pub trait Backend {
     /// check their ops when they are built, [`crate::ops::run`] checks one made by hand.
     fn run(&mut self, op: &Op) -> Result<()>;
 
-    /// Kernel launches (and their workgroups) recorded so far, where the backend launches
-    /// kernels (the GPU); `None` on the CPU, which runs each op as a function call.
+    /// Kernel launches (and their workgroups) this backend has recorded so far, where it
+    /// launches kernels (the GPU); `None` on the CPU, which runs each op as a function call.
     fn launches(&self) -> Option<Launches> {
         None
     }

@@ -91,6 +91,18 @@ pub fn wide_spec() -> Result<ModelSpec> {
     )
 }
 
+/// The standard configuration's model: [`STANDARD`], ReLU, softmax cross-entropy.
+pub fn standard_spec() -> Result<ModelSpec> {
+    ModelSpec::mlp(
+        STANDARD[0],
+        &STANDARD[1..3],
+        STANDARD[3],
+        Activation::Relu,
+        0.0,
+        LossKind::SoftmaxCrossEntropy,
+    )
+}
+
 /// The standard configuration's layer sizes.
 pub const STANDARD: [usize; 4] = [784, 256, 128, 10];
 
@@ -239,17 +251,9 @@ pub fn bandwidth_gbs(b: &mut dyn Backend, r: Repeats) -> Result<Spread> {
 
 /// The standard trainer (784-256-128-10 ReLU, softmax-CE, Adam 1e-3) on `backend`.
 pub fn standard_trainer(backend: Box<dyn Backend>, batch: usize) -> Result<Trainer> {
-    let spec = ModelSpec::mlp(
-        STANDARD[0],
-        &STANDARD[1..3],
-        STANDARD[3],
-        Activation::Relu,
-        0.0,
-        LossKind::SoftmaxCrossEntropy,
-    )?;
     Trainer::from_spec(
         backend,
-        spec,
+        standard_spec()?,
         batch,
         OptimizerConfig::new(OptimizerKind::Adam),
         1,

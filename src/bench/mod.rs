@@ -9,8 +9,9 @@ mod table;
 pub mod timed;
 
 pub use figures::{
-    BreakdownSource, Column, Figure, OpTime, Plan, STANDARD, WIDE, host_us_per_step,
-    infer_flops_per_row, matmul_gflops, step_breakdown, train_flops_per_row, wide_spec,
+    BreakdownSource, Column, Figure, OpTime, Plan, STANDARD, WIDE, cnn_spec, host_us_per_step,
+    infer_flops_per_row, matmul_gflops, standard_spec, step_breakdown, train_flops_per_row,
+    wide_spec,
 };
 pub use stats::{Repeats, Spread, repeat};
 pub use table::render;

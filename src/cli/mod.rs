@@ -10,6 +10,7 @@ mod plot;
 mod predict;
 mod progress;
 mod train;
+mod tune;
 mod values;
 
 use crate::backend::{self, Backend, BackendChoice};
@@ -58,6 +59,14 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// List the GPU adapters (name, backend, type, key limits) that --adapter picks from.
     Devices(devices::DevicesArgs),
+    /// Time the matmul kernels on this GPU for the products of the standard MLP, the CNN and
+    /// the wide MLP, keep the fastest per shape, and print the table.
+    ///
+    /// Training does the same on its own the first time a shape runs (unless WGTRAIN_TUNE=off);
+    /// this does it ahead of time. Choices are cached in the user's cache directory (or the
+    /// file WGTRAIN_TUNE_CACHE names) per adapter, driver and wgtrain version;
+    /// WGTRAIN_MATMUL_TILES=32|64|128 still forces one kernel.
+    Tune(tune::TuneArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -84,6 +93,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Plot(args) => plot::run(args),
         Command::Bench(args) => bench::run(args, &sub),
         Command::Devices(args) => devices::run(args),
+        Command::Tune(args) => tune::run(args),
     }
 }
 

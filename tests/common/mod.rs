@@ -5,9 +5,17 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// The binary, with matmul autotuning off (tests compare kernels, not times; the tuning tests
+/// turn it on).
+pub fn command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wgtrain"));
+    c.env("WGTRAIN_TUNE", "off");
+    c
+}
+
 /// Runs `wgtrain` with `args` in `dir` (or the current directory).
 pub fn wgtrain(args: &[&str], dir: Option<&Path>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_wgtrain"));
+    let mut c = command();
     c.args(args);
     if let Some(d) = dir {
         c.current_dir(d);
@@ -50,8 +58,9 @@ pub fn skip_without_gpu(why: &str) {
 }
 
 /// A backend on the one device this test binary opens: kernels compile once (lavapipe takes up
-/// to a second per shader) and are shared; each test gets its own buffers. `None` (after
-/// [`skip_without_gpu`]) where there is no adapter.
+/// to a second per shader) and are shared; each test gets its own buffers, and matmul
+/// autotuning off (the tuning tests turn it on). `None` (after [`skip_without_gpu`]) where
+/// there is no adapter.
 pub fn gpu() -> Option<wgtrain::backend::gpu::GpuBackend> {
     use std::sync::OnceLock;
     use wgtrain::backend::gpu::GpuBackend;
@@ -62,7 +71,11 @@ pub fn gpu() -> Option<wgtrain::backend::gpu::GpuBackend> {
         Err(e) => panic!("a GPU adapter exists but could not be used: {e}"),
     });
     match opened {
-        Ok(g) => Some(g.share_device()),
+        Ok(g) => {
+            let mut g = g.share_device();
+            g.set_tuner(None);
+            Some(g)
+        }
         Err(msg) => {
             skip_without_gpu(msg);
             None

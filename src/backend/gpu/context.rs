@@ -305,6 +305,13 @@ impl Context {
         }))
     }
 
+    /// The driver's name and version, as [`AdapterSummary::driver`] gives them.
+    pub fn driver(&self) -> String {
+        format!("{} {}", self.info.driver, self.info.driver_info)
+            .trim()
+            .to_string()
+    }
+
     pub fn count(&self, what: Count, n: u64) {
         self.traffic[what as usize].fetch_add(n, Ordering::Relaxed);
     }

@@ -7,8 +7,13 @@
 use super::GpuBackend;
 use super::activation::code;
 use super::context::{KernelSpec, Shader};
+use super::tune::{self, Tuner};
 use crate::Result;
+use crate::backend::Backend;
 use crate::ops::{ColSum, Epilogue, Matmul, MatmulDims, Rules};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
 
 static SHADER: Shader = Shader {
     name: "matmul.wgsl",
@@ -197,6 +202,81 @@ struct Dims {
 
 // a: (m, k) | (k, m)ᵀ, b: (k, n) | (n, k)ᵀ, bias: (n,), y: (m, n) -> c: (m, n), sums: (m,)
 pub(super) fn matmul(g: &mut GpuBackend, op: &Matmul) -> Result<()> {
+    let MatmulDims { m, k, n, .. } = op.dims;
+    if m == 0 || n == 0 {
+        let loss = matches!(op.epilogue, Epilogue::SoftmaxCe(_));
+        debug_assert!(!loss || m == 0, "a loss over zero classes is refused");
+        if let (Epilogue::ColSums(sums), true) = (op.epilogue, m > 0) {
+            // No product to ride on.
+            let col_sum = ColSum {
+                a: op.a,
+                rows: k,
+                cols: m,
+                out: sums,
+            };
+            return super::reduce::col_sum(g, &col_sum);
+        }
+        return Ok(());
+    }
+    let tile = match op.epilogue {
+        // One 64-wide tile per row, so that each row's softmax sees all of it.
+        Epilogue::SoftmaxCe(_) => TILE,
+        _ => choose(g, op)?,
+    };
+    launch(g, op, tile)
+}
+
+/// The output tile side for `op`: forced by `WGTRAIN_MATMUL_TILES`, else tuned on this adapter
+/// (timing every candidate the first time the shape runs; see `tune.rs`), else by the rule of
+/// thumb where tuning is off (or while kernel timing is on, which would time the candidates
+/// as the op).
+fn choose(g: &mut GpuBackend, op: &Matmul) -> Result<usize> {
+    let MatmulDims {
+        m,
+        k,
+        n,
+        trans_a,
+        trans_b,
+    } = op.dims;
+    let software = g.ctx.info.device_type == wgpu::DeviceType::Cpu;
+    let rule = g.matmul_tiles.side(software, m, n);
+    let tuner = match &g.tuner {
+        Some(t) if g.matmul_tiles == MatmulTiles::Auto && g.rec.timer.is_none() => t.clone(),
+        _ => return Ok(rule),
+    };
+    let key = tune::shape_key(trans_a, trans_b, m, k, n);
+    if let Some(side) = lock(&tuner).get(&key) {
+        return Ok(side);
+    }
+    // What is recorded so far runs first, untimed.
+    g.sync()?;
+    let mut us = BTreeMap::new();
+    let mut best = (f64::INFINITY, rule);
+    for side in tune::CANDIDATES {
+        // Compiles the pipeline and warms the caches.
+        launch(g, op, side)?;
+        g.sync()?;
+        let started = Instant::now();
+        for _ in 0..tune::REPEATS {
+            launch(g, op, side)?;
+        }
+        g.sync()?;
+        let t = started.elapsed().as_secs_f64() * 1e6 / tune::REPEATS as f64;
+        us.insert(side.to_string(), t);
+        if t < best.0 {
+            best = (t, side);
+        }
+    }
+    lock(&tuner).insert(key, tune::Choice { tiles: best.1, us });
+    Ok(best.1)
+}
+
+fn lock(t: &Mutex<Tuner>) -> std::sync::MutexGuard<'_, Tuner> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Records `op` with the kernel of `tile` x `tile` output tiles (64 for a loss epilogue).
+fn launch(g: &mut GpuBackend, op: &Matmul, tile: usize) -> Result<()> {
     let Matmul {
         a,
         b,
@@ -216,29 +296,6 @@ pub(super) fn matmul(g: &mut GpuBackend, op: &Matmul) -> Result<()> {
     let loss = match epilogue {
         Epilogue::SoftmaxCe(ce) => Some(ce),
         _ => None,
-    };
-    if m == 0 || n == 0 {
-        debug_assert!(
-            loss.is_none() || m == 0,
-            "a loss over zero classes is refused"
-        );
-        if let (Some(sums), true) = (sums, m > 0) {
-            // No product to ride on.
-            let col_sum = ColSum {
-                a,
-                rows: k,
-                cols: m,
-                out: sums,
-            };
-            return super::reduce::col_sum(g, &col_sum);
-        }
-        return Ok(());
-    }
-    let software = g.ctx.info.device_type == wgpu::DeviceType::Cpu;
-    let tile = match loss {
-        // One 64-wide tile per row, so that each row's softmax sees all of it.
-        Some(_) => TILE,
-        None => g.matmul_tiles.side(software, m, n),
     };
     let spec = match (d.trans_a, d.trans_b, tile) {
         (false, false, _) if loss.is_some() => &NN_LOSS,

@@ -18,6 +18,7 @@ mod pool;
 mod recorder;
 mod reduce;
 mod timing;
+mod tune;
 
 pub use context::{AdapterSummary, Traffic, list_adapters};
 
@@ -27,7 +28,8 @@ use crate::ops::Op;
 use context::Context;
 pub use matmul::MatmulTiles;
 use recorder::Recorder;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+pub use tune::{Choice, Tuner, default_path as tune_cache_path};
 
 /// Invocations per workgroup of the 1-D kernels: `WG` of shaders/grid.wgsl.
 const WG: usize = 256;
@@ -39,29 +41,61 @@ pub struct GpuBackend {
     ctx: Arc<Context>,
     rec: Recorder,
     matmul_tiles: MatmulTiles,
+    /// The matmul kernel choices of this adapter (shared by the backends on the device), or
+    /// `None` where tuning is off.
+    tuner: Option<Arc<Mutex<Tuner>>>,
 }
 
 impl GpuBackend {
     /// Opens adapter `adapter` (an index into [`list_adapters`]), or by default the first
     /// hardware adapter, or else a software one. [`crate::Error::NoAdapter`] when there is
     /// none, [`crate::Error::Config`] when `adapter` names one that does not exist.
+    ///
+    /// Matmul autotuning is on unless `WGTRAIN_TUNE=off`: the first time a product of a new
+    /// shape runs, the three matmul kernels are timed on it and the fastest is kept, also in a
+    /// cache file ([`tune_cache_path`], under a key of adapter, driver and wgtrain version) for
+    /// later runs.
     pub fn new(adapter: Option<usize>) -> Result<GpuBackend> {
-        Ok(GpuBackend::on(Context::open(adapter)?))
+        let ctx = Context::open(adapter)?;
+        let tuner = tune::enabled_by_env().then(|| {
+            let t = Tuner::open(tune::default_path(), &ctx.info.name, &ctx.driver());
+            Arc::new(Mutex::new(t))
+        });
+        Ok(GpuBackend::on(ctx, tuner))
     }
 
-    fn on(ctx: Arc<Context>) -> GpuBackend {
+    fn on(ctx: Arc<Context>, tuner: Option<Arc<Mutex<Tuner>>>) -> GpuBackend {
         let rec = Recorder::new(&ctx.device, &ctx.limits);
         GpuBackend {
             ctx,
             rec,
             matmul_tiles: MatmulTiles::from_env(),
+            tuner,
         }
     }
 
     /// Another backend on the same device, with its own buffers: it shares the compiled
-    /// kernels, so opening it costs no shader compilation.
+    /// kernels (so opening it costs no shader compilation) and the matmul tuning.
     pub fn share_device(&self) -> GpuBackend {
-        GpuBackend::on(self.ctx.clone())
+        GpuBackend::on(self.ctx.clone(), self.tuner.clone())
+    }
+
+    /// Turns matmul autotuning off (`None`: each product picks its kernel by a rule of thumb)
+    /// or on, with the choices kept by `tuner` (e.g. [`Tuner::open`] on a file of your own).
+    pub fn set_tuner(&mut self, tuner: Option<Tuner>) {
+        self.tuner = tuner.map(|t| Arc::new(Mutex::new(t)));
+    }
+
+    /// A tuner for this adapter over the cache file `path` (`None`: kept in memory only).
+    pub fn open_tuner(&self, path: Option<std::path::PathBuf>) -> Tuner {
+        Tuner::open(path, &self.ctx.info.name, &self.ctx.driver())
+    }
+
+    /// This adapter's matmul kernel choices so far, by shape; `None` where tuning is off.
+    pub fn tuning(&self) -> Option<std::collections::BTreeMap<String, Choice>> {
+        let t = self.tuner.as_ref()?;
+        let t = t.lock().unwrap_or_else(|p| p.into_inner());
+        Some(t.choices().clone())
     }
 
     /// What the backends on this device have created and moved so far.
@@ -208,11 +242,7 @@ impl Backend for GpuBackend {
     }
 
     fn launches(&self) -> Option<crate::backend::Launches> {
-        let t = self.ctx.traffic();
-        Some(crate::backend::Launches {
-            dispatches: t.dispatches,
-            workgroups: t.workgroups,
-        })
+        Some(self.rec.launched)
     }
 
     fn start_kernel_timing(&mut self) -> bool {

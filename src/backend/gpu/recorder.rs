@@ -77,6 +77,8 @@ pub(super) struct Recorder {
     pub max_groups: u32,
     /// The timestamp queries, while kernel timing is on.
     pub timer: Option<Timer>,
+    /// What this backend has launched (the device's `Traffic` counts every backend on it).
+    pub launched: crate::backend::Launches,
 }
 
 impl Recorder {
@@ -111,6 +113,7 @@ impl Recorder {
             in_flight: VecDeque::new(),
             max_groups: limits.max_compute_workgroups_per_dimension,
             timer: None,
+            launched: Default::default(),
         }
     }
 
@@ -434,11 +437,11 @@ impl GpuBackend {
                 bg
             }
         };
+        let workgroups: u64 = groups.iter().map(|&g| u64::from(g)).product();
         self.ctx.count(Count::Dispatches, 1);
-        self.ctx.count(
-            Count::Workgroups,
-            groups.iter().map(|&g| u64::from(g)).product(),
-        );
+        self.ctx.count(Count::Workgroups, workgroups);
+        self.rec.launched.dispatches += 1;
+        self.rec.launched.workgroups += workgroups;
         self.rec.pending.push(Dispatch {
             kernel,
             bind_group,

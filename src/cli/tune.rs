@@ -1,0 +1,91 @@
+//! `wgtrain tune`: matmul autotuning ahead of time, for the products of the standard MLP, the
+//! `--arch cnn` network and the wide MLP at the given batch sizes, then the table of this
+//! adapter's choices.
+
+use crate::backend::Backend;
+use crate::backend::gpu::{GpuBackend, tune_cache_path};
+use crate::bench::{cnn_spec, standard_spec, wide_spec};
+use crate::data::{self, DataSource};
+use crate::model::ModelSpec;
+use crate::optim::{OptimizerConfig, OptimizerKind};
+use crate::train::Trainer;
+use anyhow::{Context, bail};
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    /// GPU adapter index, as listed by `wgtrain devices` (also WGTRAIN_ADAPTER).
+    #[arg(long, env = "WGTRAIN_ADAPTER")]
+    pub adapter: Option<usize>,
+
+    /// Batch sizes whose products to tune, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "128,1024")]
+    pub batch_sizes: Vec<usize>,
+
+    /// Forget this adapter's cached choices first and time every shape again.
+    #[arg(long)]
+    pub retune: bool,
+}
+
+pub fn run(args: TuneArgs) -> anyhow::Result<()> {
+    if args.batch_sizes.contains(&0) {
+        bail!("--batch-sizes must all be at least 1");
+    }
+    let mut gpu = GpuBackend::new(args.adapter).context("opening the GPU")?;
+    // Tuning on here even where WGTRAIN_TUNE=off: it is what was asked for.
+    let mut tuner = gpu.open_tuner(tune_cache_path());
+    if args.retune {
+        tuner.clear();
+    }
+    let path = tuner.path().map(|p| p.display().to_string());
+    gpu.set_tuner(Some(tuner));
+    let name = gpu.adapter().unwrap_or_default();
+    eprintln!(
+        "tuning the matmul kernels on {name} (32x32, 64x64 and 128x128 tiles, each shape once; \
+         cached in {})",
+        path.as_deref().unwrap_or("memory only: no cache directory")
+    );
+    // The bundled digits (28x28, 10 classes), which every configuration takes.
+    let digits = data::load(&DataSource::MnistSample, 0)?.train;
+    let configs: Vec<(&str, ModelSpec)> = vec![
+        ("standard MLP 784-256-128-10", standard_spec()?),
+        ("the --arch cnn network", cnn_spec()?),
+        ("wide MLP 784-4096-4096-10", wide_spec()?),
+    ];
+    for (what, spec) in configs {
+        for &batch in &args.batch_sizes {
+            eprintln!("  {what}, batch {batch}");
+            let rows: Vec<usize> = (0..batch.min(digits.rows)).collect();
+            let slice = digits.subset(&rows);
+            // One training step and one evaluation pass run every product of the model.
+            let adam = OptimizerConfig::new(OptimizerKind::Adam);
+            let backend = Box::new(gpu.share_device());
+            let mut t = Trainer::from_spec(backend, spec.clone(), batch, adam, 1)?;
+            let d = t.upload(&slice)?;
+            t.shuffle(&d)?;
+            t.step(&d, 0, slice.rows)?;
+            t.evaluate(&d)?;
+            t.backend().sync()?;
+        }
+    }
+    let choices = gpu.tuning().unwrap_or_default();
+    println!(
+        "{:<28} {:>10} {:>10} {:>10}  chosen",
+        "product (m x k x n)", "32x32 us", "64x64 us", "128x128 us"
+    );
+    for (shape, c) in &choices {
+        let us = |side: &str| {
+            c.us.get(side)
+                .map_or_else(|| "-".to_string(), |v| format!("{v:.1}"))
+        };
+        println!(
+            "{shape:<28} {:>10} {:>10} {:>10}  {}x{}",
+            us("32"),
+            us("64"),
+            us("128"),
+            c.tiles,
+            c.tiles
+        );
+    }
+    Ok(())
+}
