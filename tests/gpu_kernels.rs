@@ -252,8 +252,8 @@ fn matmul_with_more_rows_than_one_grid_dimension() {
     }
 }
 
-/// Autotuning: the first product of a shape times the three kernels (one warm-up dispatch and
-/// five timed ones each, then the product itself), keeps the fastest in the cache file, and a
+/// Autotuning: the first product of a shape times the three kernels (one warm-up dispatch, one
+/// timed, then, being short, five more each; then the product itself), keeps the fastest in the cache file, and a
 /// tuner reopened on that file reuses it without timing anything; the cached choice decides
 /// the kernel, a forced one wins over it, and the result matches the CPU whichever runs.
 #[test]
@@ -274,7 +274,7 @@ fn tuning_times_each_kernel_once_caches_the_choice_and_a_forced_kernel_wins() {
             after.workgroups - before.workgroups,
         )
     };
-    assert_eq!(run(&mut p, &mut rng, (100, 40, 70)).0, 3 * (1 + 5) + 1);
+    assert_eq!(run(&mut p, &mut rng, (100, 40, 70)).0, 3 * (1 + 1 + 5) + 1);
     let key = "A·Bᵀ 100x40x70";
     let choices = p.gpu.tuning().unwrap();
     let choice = &choices[key];

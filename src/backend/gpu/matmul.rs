@@ -228,8 +228,8 @@ pub(super) fn matmul(g: &mut GpuBackend, op: &Matmul) -> Result<()> {
 
 /// The output tile side for `op`: forced by `WGTRAIN_MATMUL_TILES`, else tuned on this adapter
 /// (timing every candidate the first time the shape runs; see `tune.rs`), else by the rule of
-/// thumb where tuning is off (or while kernel timing is on, which would time the candidates
-/// as the op).
+/// thumb where tuning is off. While kernel timing is on, a shape not tuned yet takes the rule
+/// (the timer would count the candidates as the op).
 fn choose(g: &mut GpuBackend, op: &Matmul) -> Result<usize> {
     let MatmulDims {
         m,
@@ -241,27 +241,36 @@ fn choose(g: &mut GpuBackend, op: &Matmul) -> Result<usize> {
     let software = g.ctx.info.device_type == wgpu::DeviceType::Cpu;
     let rule = g.matmul_tiles.side(software, m, n);
     let tuner = match &g.tuner {
-        Some(t) if g.matmul_tiles == MatmulTiles::Auto && g.rec.timer.is_none() => t.clone(),
+        Some(t) if g.matmul_tiles == MatmulTiles::Auto => t.clone(),
         _ => return Ok(rule),
     };
     let key = tune::shape_key(trans_a, trans_b, m, k, n);
     if let Some(side) = lock(&tuner).get(&key) {
         return Ok(side);
     }
+    if g.rec.timer.is_some() {
+        return Ok(rule);
+    }
     // What is recorded so far runs first, untimed.
     g.sync()?;
     let mut us = BTreeMap::new();
     let mut best = (f64::INFINITY, rule);
-    for side in tune::CANDIDATES {
-        // Compiles the pipeline and warms the caches.
-        launch(g, op, side)?;
-        g.sync()?;
+    let timed = |g: &mut GpuBackend, side: usize, times: usize| -> Result<f64> {
         let started = Instant::now();
-        for _ in 0..tune::REPEATS {
+        for _ in 0..times {
             launch(g, op, side)?;
         }
         g.sync()?;
-        let t = started.elapsed().as_secs_f64() * 1e6 / tune::REPEATS as f64;
+        Ok(started.elapsed().as_secs_f64() * 1e6 / times as f64)
+    };
+    for side in tune::CANDIDATES {
+        // Compiles the pipeline and warms the caches.
+        timed(g, side, 1)?;
+        // One dispatch; a short one again, several in one submission, for a steadier mean.
+        let mut t = timed(g, side, 1)?;
+        if t < tune::ONE_IS_ENOUGH_US {
+            t = timed(g, side, tune::REPEATS)?;
+        }
         us.insert(side.to_string(), t);
         if t < best.0 {
             best = (t, side);

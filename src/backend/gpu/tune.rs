@@ -7,10 +7,11 @@
 //! [`super::MatmulTiles::Auto`]); `WGTRAIN_MATMUL_TILES` forces one kernel whatever the cache
 //! says.
 //!
-//! A candidate is timed by the wall clock around one submission of [`REPEATS`] dispatches of
-//! the very product (its output is written again each time, which changes nothing: a product
-//! never reads what it writes), after one untimed dispatch that compiles its pipeline. The
-//! wall clock includes one submission's fixed cost, the same for every candidate.
+//! A candidate is timed by the wall clock around a sync: one untimed dispatch of the very
+//! product (which compiles its pipeline; its output is written again each time, which changes
+//! nothing: a product never reads what it writes), then one timed dispatch, and where that
+//! took under [`ONE_IS_ENOUGH_US`] the mean of [`REPEATS`] more in one submission. The wall
+//! clock includes a submission's fixed cost, the same for every candidate.
 //!
 //! The file is read once per backend and rewritten whole after each new choice: merged with
 //! what is on disk at that moment, written to a temporary file beside it and renamed over it,
@@ -26,8 +27,12 @@ use std::path::{Path, PathBuf};
 /// The tile sides tried, as `WGTRAIN_MATMUL_TILES` names them.
 pub const CANDIDATES: [usize; 3] = [32, 64, 128];
 
-/// Dispatches timed per candidate.
+/// Dispatches timed together per candidate where one is short.
 pub const REPEATS: usize = 5;
+
+/// A dispatch at least this long (microseconds) is timed once: the products of a big model on
+/// a slow device take seconds each.
+pub const ONE_IS_ENOUGH_US: f64 = 5_000.0;
 
 /// The file's format, bumped when its layout changes (an old file is then replaced).
 const FORMAT: u32 = 1;
@@ -116,9 +121,11 @@ impl Tuner {
         tuner
     }
 
-    /// The kernel chosen for `shape` ([`shape_key`]), if tuned.
+    /// The kernel chosen for `shape` ([`shape_key`]), if tuned (a side that is no candidate,
+    /// from a hand-edited file, counts as untuned).
     pub fn get(&self, shape: &str) -> Option<usize> {
-        self.choices.get(shape).map(|c| c.tiles)
+        let tiles = self.choices.get(shape)?.tiles;
+        CANDIDATES.contains(&tiles).then_some(tiles)
     }
 
     /// Every choice for this adapter, by shape.
@@ -270,6 +277,9 @@ mod tests {
         t.insert("A·B 3x3x3".into(), choice(32));
         let reread = Tuner::open(Some(path.clone()), "gpu", "driver");
         assert_eq!(reread.get("A·B 3x3x3"), Some(32));
+        // A side that is no kernel's is no choice.
+        t.insert("A·B 5x5x5".into(), choice(77));
+        assert_eq!(t.get("A·B 5x5x5"), None);
         // JSON of another layout is no cache either.
         std::fs::write(&path, "[1, 2, 3]").unwrap();
         assert!(
