@@ -19,7 +19,9 @@
 # kernels (`wgtrain tune`, its table kept), then runs `wgtrain bench --backend gpu` (standard MLP, CNN, wide MLP; dispatches, host time and
 # workgroups per step) with PyTorch eager and PyTorch CUDA-graph peers on the same GPU in the
 # same run, then the quick bench again with each matmul kernel forced (WGTRAIN_MATMUL_TILES).
-# Not yet run on a real GPU (none has been lent so far); rehearsed on lavapipe.
+# Not yet run on a real GPU (none has been lent so far). LEASE_REHEARSAL=1 runs a shortened
+# version anywhere (1 epoch, tuning at batch 128, quick benches, PyTorch on the CPU, only the
+# 32x32 kernel forced), e.g. on lavapipe with WGTRAIN_BIN=target/release/wgtrain.
 # Nothing here changes the GPU's settings.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +43,13 @@ if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nvidia_icd" ]; then
   export VK_DRIVER_FILES=$nvidia_icd
 fi
 export WGPU_BACKEND=vulkan PYTHONUNBUFFERED=1
+# Every step tunes into, and reuses, the cache kept with the results.
+export WGTRAIN_TUNE_CACHE=$out/matmul-tiles.json
+if [ "${LEASE_REHEARSAL:-0}" = 1 ]; then
+  epochs=1 quick=--quick tune_batches=128 peer=cpu kernels=32
+else
+  epochs=5 quick= tune_batches=128,1024 peer=cuda kernels="32 64 128"
+fi
 if [ -d .carry/fashion-mnist ]; then
   export WGTRAIN_FASHION_MNIST_DIR=$PWD/.carry/fashion-mnist
 fi
@@ -49,22 +58,23 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=c
   | tee "$out/device.txt"
 "$bin" devices 2>&1 | tee -a "$out/device.txt" || { echo "wgtrain devices failed"; exit 1; }
 
-echo "== train: standard model, Fashion-MNIST, 5 epochs, batch 128, GPU"
-"$bin" train --backend gpu --data fashion-mnist --epochs 5 --batch-size 128 --json 2>&1 \
+echo "== train: standard model, Fashion-MNIST, $epochs epochs, batch 128, GPU"
+"$bin" train --backend gpu --data fashion-mnist --epochs "$epochs" --batch-size 128 --json 2>&1 \
   | tee "$out/train.txt" || { echo "GPU training failed (above): no bench"; exit 1; }
 
 echo "== tune: the matmul kernels on this GPU (the bench below uses the choices)"
-export WGTRAIN_TUNE_CACHE=$out/matmul-tiles.json
-"$bin" tune 2>&1 | tee "$out/tune.txt"
+"$bin" tune --batch-sizes "$tune_batches" 2>&1 | tee "$out/tune.txt"
 
 echo "== bench: gpu vs PyTorch eager and CUDA graph"
-"$bin" bench --backend gpu \
-  --peer "python3 benches/peers/pytorch_peer.py --device cuda" \
-  --peer "python3 benches/peers/pytorch_peer.py --device cuda --graph" \
-  --ratio gpu,pytorch-cuda --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
+peers=(--peer "python3 benches/peers/pytorch_peer.py --device $peer $quick")
+if [ "$peer" = cuda ]; then
+  peers+=(--peer "python3 benches/peers/pytorch_peer.py --device cuda --graph")
+fi
+"$bin" bench --backend gpu $quick "${peers[@]}" \
+  --ratio "gpu,pytorch-$peer" --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
 
-# The three matmul kernels against each other (the default picks per shape by a rule of thumb).
-for tiles in 32 64 128; do
+# The matmul kernels against each other (the default picks per shape by tuning).
+for tiles in $kernels; do
   echo "== bench: gpu with every matmul on ${tiles}x${tiles} tiles"
   WGTRAIN_MATMUL_TILES=$tiles "$bin" bench --backend gpu --quick \
     --json "$out/bench-tiles-$tiles.json" 2>&1 | tee "$out/bench-tiles-$tiles.txt"

@@ -1504,3 +1504,31 @@ fn schedule_clipping_and_early_stopping_flags() {
         &["--early-stop must be at least 1"],
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tune
+
+/// `tune` with one kernel forced, or a batch size of 0, is refused in one line before any GPU
+/// is opened.
+#[test]
+fn tune_with_nothing_to_tune() {
+    let w = Work::new();
+    for (args, env, msg) in [
+        (
+            &["tune"][..],
+            &[("WGTRAIN_MATMUL_TILES", "64")][..],
+            "error: WGTRAIN_MATMUL_TILES forces one matmul kernel",
+        ),
+        (
+            &["tune", "--batch-sizes", "128,0"][..],
+            &[][..],
+            "error: --batch-sizes must all be at least 1",
+        ),
+    ] {
+        let out = w.run(args, env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.starts_with(msg), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}

@@ -3,7 +3,7 @@
 //! adapter's choices.
 
 use crate::backend::Backend;
-use crate::backend::gpu::{GpuBackend, tune_cache_path};
+use crate::backend::gpu::{GpuBackend, MatmulTiles, tune_cache_path};
 use crate::bench::{cnn_spec, standard_spec, wide_spec};
 use crate::data::{self, DataSource};
 use crate::model::ModelSpec;
@@ -30,6 +30,11 @@ pub struct TuneArgs {
 pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     if args.batch_sizes.contains(&0) {
         bail!("--batch-sizes must all be at least 1");
+    }
+    if MatmulTiles::from_env() != MatmulTiles::Auto {
+        bail!(
+            "WGTRAIN_MATMUL_TILES forces one matmul kernel, so there is nothing to tune; unset it"
+        );
     }
     let mut gpu = GpuBackend::new(args.adapter).context("opening the GPU")?;
     // Tuning on here even where WGTRAIN_TUNE=off: it is what was asked for.
