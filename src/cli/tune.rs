@@ -60,7 +60,8 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     for (what, spec) in configs {
         for &batch in &args.batch_sizes {
             eprintln!("  {what}, batch {batch}");
-            let rows: Vec<usize> = (0..batch.min(digits.rows)).collect();
+            // Exactly `batch` rows (the digits repeated past 8,000), so the shapes are the batch's.
+            let rows: Vec<usize> = (0..batch).map(|i| i % digits.rows).collect();
             let slice = digits.subset(&rows);
             // One training step and one evaluation pass run every product of the model.
             let adam = OptimizerConfig::new(OptimizerKind::Adam);
