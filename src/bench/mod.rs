@@ -94,6 +94,9 @@ pub fn measure_backend(
     let bw = bandwidth_gbs(b.as_mut(), plan.repeats)?;
     let gbs = bw.median;
     figs.push(fig("bandwidth x*=m 16Mi".into(), "GB/s", bw));
+    // Recording and submission cost only where the backend records kernels: on the CPU a
+    // step's time is its work.
+    let launches = b.launches().is_some();
     drop(b);
 
     log(&format!("{name}: dispatches per step"));
@@ -107,9 +110,6 @@ pub fn measure_backend(
             max: per_step,
         },
     ));
-    // Recording and submission cost only where the backend records kernels: on the CPU a
-    // step's time is its work.
-    let launches = make()?.launches().is_some();
     let (mut dispatches_per_step, mut host_us_per_step) = (None, None);
     if launches {
         dispatches_per_step = Some(per_step.round() as u64);
@@ -118,32 +118,31 @@ pub fn measure_backend(
         host_us_per_step = Some(host.median);
         figs.push(fig("host us per step b128".into(), "us", host));
     }
+    // "train <what>" (samples/s) and "epoch <what>" (s over the data set), each with its floor
+    // at the matmul peak for a model of `flops` per row.
+    let rows = data.rows as f64;
+    let train_figures = |figs: &mut Vec<Figure>, what: &str, rate, epoch, flops: f64| {
+        figs.push(Figure {
+            floor: Some(peak * 1e9 / flops),
+            ..fig(format!("train {what}"), "samples/s", rate)
+        });
+        figs.push(Figure {
+            floor: Some(rows * flops / (peak * 1e9)),
+            ..fig(format!("epoch {what}"), "s", epoch)
+        });
+    };
     let train_flops = train_flops_per_row(&STANDARD);
     for &batch in &plan.batches {
         log(&format!("{name}: training, batch {batch}"));
         let (rate, secs) = figures::train_throughput(make()?, data, batch, plan.epochs)?;
-        figs.push(Figure {
-            floor: Some(peak * 1e9 / train_flops),
-            ..fig(format!("train b{batch}"), "samples/s", rate)
-        });
-        figs.push(Figure {
-            floor: Some(data.rows as f64 * train_flops / (peak * 1e9)),
-            ..fig(format!("epoch b{batch}"), "s", secs)
-        });
+        train_figures(&mut figs, &format!("b{batch}"), rate, secs, train_flops);
     }
     log(&format!("{name}: CNN training, batch 128"));
     let cnn = figures::cnn_spec()?;
     let cnn_flops = figures::model_train_flops_per_row(&cnn);
     let (rate, epoch) =
         figures::slice_throughput(make()?, cnn.clone(), data, 128, plan.cnn_rows, plan.repeats)?;
-    figs.push(Figure {
-        floor: Some(peak * 1e9 / cnn_flops),
-        ..fig("train cnn b128".into(), "samples/s", rate)
-    });
-    figs.push(Figure {
-        floor: Some(data.rows as f64 * cnn_flops / (peak * 1e9)),
-        ..fig("epoch cnn b128".into(), "s", epoch)
-    });
+    train_figures(&mut figs, "cnn b128", rate, epoch, cnn_flops);
     log(&format!("{name}: wide MLP training, batch 1024"));
     let wide_flops = train_flops_per_row(&WIDE);
     let once = Repeats {
@@ -153,14 +152,7 @@ pub fn measure_backend(
     };
     let (rate, epoch) =
         figures::slice_throughput(make()?, wide_spec()?, data, 1024, plan.wide_rows, once)?;
-    figs.push(Figure {
-        floor: Some(peak * 1e9 / wide_flops),
-        ..fig("train wide b1024".into(), "samples/s", rate)
-    });
-    figs.push(Figure {
-        floor: Some(data.rows as f64 * wide_flops / (peak * 1e9)),
-        ..fig("epoch wide b1024".into(), "s", epoch)
-    });
+    train_figures(&mut figs, "wide b1024", rate, epoch, wide_flops);
     log(&format!("{name}: inference"));
     let inf = figures::infer_throughput(make()?, test, plan.repeats)?;
     figs.push(Figure {

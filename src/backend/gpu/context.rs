@@ -80,7 +80,7 @@ pub(crate) struct Context {
     errors: Arc<Mutex<Option<String>>>,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     kernels: Mutex<HashMap<&'static str, Arc<Kernel>>>,
-    traffic: [AtomicU64; 8],
+    traffic: [AtomicU64; 7],
 }
 
 /// What the backends on one device have created and moved since it was opened: tests use it to
@@ -102,8 +102,6 @@ pub struct Traffic {
     pub compute_passes: u64,
     /// Kernel launches recorded.
     pub dispatches: u64,
-    /// Workgroups of those launches together.
-    pub workgroups: u64,
 }
 
 /// Indices into `Context::traffic`.
@@ -116,7 +114,6 @@ pub(crate) enum Count {
     Submissions,
     ComputePasses,
     Dispatches,
-    Workgroups,
 }
 
 /// Features used where the adapter has them and done without elsewhere. Timestamp queries
@@ -326,7 +323,6 @@ impl Context {
             submissions: get(Count::Submissions),
             compute_passes: get(Count::ComputePasses),
             dispatches: get(Count::Dispatches),
-            workgroups: get(Count::Workgroups),
         }
     }
 

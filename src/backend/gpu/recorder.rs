@@ -439,7 +439,6 @@ impl GpuBackend {
         };
         let workgroups: u64 = groups.iter().map(|&g| u64::from(g)).product();
         self.ctx.count(Count::Dispatches, 1);
-        self.ctx.count(Count::Workgroups, workgroups);
         self.rec.launched.dispatches += 1;
         self.rec.launched.workgroups += workgroups;
         self.rec.pending.push(Dispatch {
