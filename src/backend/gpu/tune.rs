@@ -160,7 +160,7 @@ impl Tuner {
         }
     }
 
-    fn save(&self, path: &Path) -> std::io::Result<()> {
+    fn save(&self, path: &Path) -> crate::Result<()> {
         // Merge with what other runs wrote meanwhile; drop this device's stale entries.
         let mut file = read(path, false);
         file.format = FORMAT;
@@ -171,14 +171,11 @@ impl Tuner {
             entry.insert(shape.clone(), choice.clone());
         }
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
         }
-        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-        let text = serde_json::to_string_pretty(&file).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, text + "\n")?;
-        std::fs::rename(&tmp, path).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
+        let text = serde_json::to_string_pretty(&file)
+            .map_err(|e| crate::Error::io(path, std::io::Error::other(e)))?;
+        crate::store::write_atomic(path, (text + "\n").as_bytes())
     }
 }
 
