@@ -1,10 +1,9 @@
 // Inverted dropout with a counter-based mask, and the elementwise product of its backward pass.
 // x, y, mask: (n,).
 //
-// The mask is a pure function of (seed, stream, index): `hash3` below is the same u32
-// arithmetic as `hash3` in src/rng.rs (WGSL's u32 multiplication and addition wrap, like
-// Rust's wrapping_mul / wrapping_add), so both backends draw identical masks. WG and `flat`
-// are in grid.wgsl, prepended to this file.
+// The mask is a pure function of (seed, stream, index) through `hash3` (hash.wgsl, the same
+// arithmetic as src/rng.rs), so both backends draw identical masks. WG and `flat` are in
+// grid.wgsl; both files are prepended to this one.
 
 struct Dims {
     n: u32,
@@ -23,22 +22,6 @@ struct Dims {
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> mask: array<f32>;
-
-// PCG hash (Jarzynski and Olano, 2020); src/rng.rs `pcg_hash`.
-fn pcg_hash(v: u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
-fn hash3(seed: u32, stream: u32, index: u32) -> u32 {
-    return pcg_hash(index ^ pcg_hash(stream ^ pcg_hash(seed)));
-}
-
-// Uniform in [0, 1) from the top 24 bits (exact in f32).
-fn hash_to_unit(h: u32) -> f32 {
-    return f32(h >> 8u) * (1.0 / 16777216.0);
-}
 
 // mask[i] = (u_i >= p) / (1 - p); y = x ⊙ mask.
 @compute @workgroup_size(256)

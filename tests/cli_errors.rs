@@ -1505,6 +1505,22 @@ fn schedule_clipping_and_early_stopping_flags() {
     );
 }
 
+/// Augmentation's shift needs images, and images larger than the shift.
+#[test]
+fn shift_needs_images_it_can_move() {
+    let w = Work::new();
+    w.fails(
+        &["--data", "spiral", "--shift", "2"],
+        1,
+        &["a shift of 2 pixels needs image inputs"],
+    );
+    w.fails(
+        &["--shift", "28"],
+        1,
+        &["would move 28x28 images out of sight; use at most 27"],
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tune
 

@@ -12,7 +12,7 @@ use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::backend::gpu::{GpuBackend, MatmulTiles, list_adapters};
 use wgtrain::backend::{Backend, Buf, DType};
 use wgtrain::model::{Activation, LossKind};
-use wgtrain::ops::gather::LabelPair;
+use wgtrain::ops::gather::{LabelPair, Shift};
 use wgtrain::ops::reduce::{ACC_LEN, STATS_PER_ROW};
 use wgtrain::ops::{
     AccumulateStats, ActBackward, ActForward, AvgPool, AvgPoolGrad, Clip, ColSum, Dropout,
@@ -513,8 +513,59 @@ fn gather_rows_matches_cpu() {
             affine,
             dst: pick(dst, g),
             labels: None,
+            shift: None,
         });
         p.check("gather_rows", dst, 1e-6, 1e-6);
+    }
+}
+
+#[test]
+fn shifted_gather_matches_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(6);
+    // (height, width, channels, most pixels moved): odd sizes, 1 and 3 channels, the largest
+    // shift an image allows, and batch rows past one workgroup.
+    for (h, w, c, max, rows) in [
+        (5, 7, 1, 2, 300),
+        (28, 28, 1, 2, 33),
+        (4, 3, 3, 2, 17),
+        (2, 2, 1, 1, 1),
+    ] {
+        let cols = h * w * c;
+        let pixels: Vec<u8> = (0..50 * cols).map(|_| rng.below(256) as u8).collect();
+        let values = uniform(&mut rng, 50 * cols, -1.0, 1.0);
+        let order: Vec<u32> = (0..rows + 3).map(|_| rng.below(50) as u32).collect();
+        let labels: Vec<u32> = (0..50).map(|_| rng.below(10) as u32).collect();
+        let (u8src, f32src) = (p.u8s(&pixels), p.f32s(&values));
+        let (idx, lab) = (p.u32s(&order), p.u32s(&labels));
+        for (src, affine) in [(u8src, (1.0 / 127.5, -1.0)), (f32src, (0.5, 2.0))] {
+            let dst = p.out(rows * cols);
+            let fused = p.labels_out(rows);
+            let shift = Shift {
+                height: h,
+                width: w,
+                channels: c,
+                max,
+                seed: 42 ^ rows as u32,
+                stream: 7,
+            };
+            p.run(|g| Gather {
+                src: pick(src, g),
+                idx: pick(idx, g),
+                start: 3,
+                rows,
+                cols,
+                affine,
+                dst: pick(dst, g),
+                labels: Some(LabelPair {
+                    src: pick(lab, g),
+                    dst: pick(fused, g),
+                }),
+                shift: Some(shift),
+            });
+            p.check_exact(&format!("{h}x{w}x{c} shifted by up to {max}"), dst);
+            p.check_labels("labels beside shifted rows", fused);
+        }
     }
 }
 
@@ -549,6 +600,7 @@ fn gather_with_more_rows_than_one_grid_dimension() {
                 src: pick(lab, g),
                 dst: pick(labels, g),
             }),
+            shift: None,
         });
         p.check("gather_rows", dst, 1e-6, 1e-6);
         p.check_labels("fused labels", labels);
@@ -597,6 +649,7 @@ fn gather_labels_matches_cpu() {
             src: pick(lab, g),
             dst: pick(fused, g),
         }),
+        shift: None,
     });
     p.check("fused gather rows", dst, 0.0, 0.0);
     p.check_labels("fused gather labels", fused);
@@ -625,6 +678,7 @@ fn write_u8_keeps_the_rest_of_a_partly_written_word() {
         affine: (1.0, 0.0),
         dst: pick(dst, g),
         labels: None,
+        shift: None,
     });
     p.check_exact("bytes after a partial write", dst);
 }
@@ -1164,6 +1218,7 @@ fn writes_and_reads_keep_the_order_of_recorded_ops() {
         affine,
         dst: y,
         labels: None,
+        shift: None,
     };
     wgtrain::ops::run(&mut g, Fill { dst: x, value: 3.0 }).unwrap();
     wgtrain::ops::run(&mut g, copy((1.0, 0.0))).unwrap();

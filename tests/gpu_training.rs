@@ -117,6 +117,8 @@ struct Case {
     data: Dataset,
     batch: usize,
     epochs: usize,
+    /// Training images move by up to this many pixels ([`Trainer::with_shift`]).
+    shift: u32,
 }
 
 fn close(g: f64, c: f64, rel: f64) -> bool {
@@ -166,6 +168,8 @@ fn trainers(case: &Case, gpu: GpuBackend) -> (Trainer, Trainer) {
         Trainer::from_spec(b, case.spec.clone(), case.batch, case.optimizer.clone(), 7)
             .unwrap()
             .with_regularization(case.regularization)
+            .unwrap()
+            .with_shift(case.shift)
             .unwrap()
     };
     (make(Box::new(CpuBackend::new())), make(Box::new(gpu)))
@@ -285,6 +289,7 @@ fn sgd_momentum_relu_cross_entropy() {
         data: blobs(50, 6, 3, 1),
         batch: 16,
         epochs: 3,
+        shift: 0,
     });
 }
 
@@ -313,6 +318,7 @@ fn sgd_nesterov_with_dropout_and_l1_l2() {
         data: blobs(45, 6, 4, 2),
         batch: 16,
         epochs: 3,
+        shift: 0,
     });
 }
 
@@ -326,6 +332,7 @@ fn adagrad_tanh_bce_several_outputs() {
         data: blobs(40, 5, 4, 3),
         batch: 16,
         epochs: 3,
+        shift: 0,
     });
 }
 
@@ -342,6 +349,7 @@ fn rmsprop_sigmoid_bce_one_output() {
         data: blobs(40, 4, 2, 4),
         batch: 16,
         epochs: 3,
+        shift: 0,
     });
 }
 
@@ -362,6 +370,7 @@ fn adam_dropout_on_byte_images() {
         data: tiny_digits(40, 5),
         batch: 16,
         epochs: 3,
+        shift: 0,
     });
 }
 
@@ -378,6 +387,7 @@ fn adamw_mse_regression_with_softmax_hidden_layer() {
         data: waves(45, 3, 2, 6),
         batch: 16,
         epochs: 3,
+        shift: 0,
     });
 }
 
@@ -391,6 +401,7 @@ fn adam_mae_regression() {
         data: waves(37, 3, 1, 7),
         batch: 8,
         epochs: 2,
+        shift: 0,
     });
 }
 
@@ -415,6 +426,7 @@ fn fit_reports_match_cpu() {
         data: tiny_digits(50, 8),
         batch: 16,
         epochs: 2,
+        shift: 0,
     };
     let test = tiny_digits(21, 9);
     let (mut c, mut g) = trainers(&case, gpu);
@@ -578,6 +590,7 @@ fn random_layer_sequences_match_the_cpu() {
             data,
             batch: 3,
             epochs: 2,
+            shift: 0,
         });
     }
     drop(gpu);
@@ -611,5 +624,7 @@ fn cnn_steps_match_cpu() {
         data: tiny_digits(50, 5),
         batch: 16,
         epochs: 2,
+        // Augmentation: both backends move each image by the same offsets.
+        shift: 2,
     });
 }

@@ -560,6 +560,7 @@ fn random_network_with(
             update: frozen(),
             regularization: Regularization::default(),
             clip_norm: None,
+            shift: 0,
         }),
         persistent,
         options,

@@ -334,7 +334,7 @@ fn resuming_where_training_stopped_is_bitwise_exact() {
         LossKind::SoftmaxCrossEntropy,
     )
     .unwrap();
-    check_resume(mlp, blobs(100, 8));
+    check_resume(mlp, blobs(100, 8), 0);
     // A CNN too: convolution, pooling and dropout on images.
     let cnn = wgtrain::model::Sequential::images(6, 6, 1, wgtrain::data::Scale::ZeroOne)
         .conv_with(3, [3, 3], [1, 1], [1, 1])
@@ -354,12 +354,13 @@ fn resuming_where_training_stopped_is_bitwise_exact() {
         }) as u8
     });
     let images = Dataset::images(pixels.view(), (6, 6), &labels, 3).unwrap();
-    check_resume(cnn, images);
+    // Augmented: the shifts continue where they were too.
+    check_resume(cnn, images, 1);
 }
 
 /// Trains `spec` on `data` for 3 epochs in one go, then stopping after steps 10, 7 and 1 and
 /// resuming from a checkpoint each time, and compares losses and weights bit for bit.
-fn check_resume(spec: ModelSpec, data: Dataset) {
+fn check_resume(spec: ModelSpec, data: Dataset, shift: u32) {
     use wgtrain::model::Model;
     use wgtrain::optim::Schedule;
     use wgtrain::store::{
@@ -371,14 +372,18 @@ fn check_resume(spec: ModelSpec, data: Dataset) {
         ..adam(0.01)
     };
     // 100 rows in batches of 16: 7 steps per epoch, the last of 4 rows.
-    let mut whole = trainer(spec.clone(), 16, opt.clone(), 5);
+    let mut whole = trainer(spec.clone(), 16, opt.clone(), 5)
+        .with_shift(shift)
+        .unwrap();
     let resident = whole.upload(&data).unwrap();
     let want = run_epochs(&mut whole, &resident, 3);
     let want_params = whole.params().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     for stop_at in [10, 7, 1] {
-        let mut t = trainer(spec.clone(), 16, opt.clone(), 5);
+        let mut t = trainer(spec.clone(), 16, opt.clone(), 5)
+            .with_shift(shift)
+            .unwrap();
         let resident = t.upload(&data).unwrap();
         let run = RunData {
             train: &resident,
@@ -420,7 +425,10 @@ fn check_resume(spec: ModelSpec, data: Dataset) {
             &c.model.params,
         )
         .unwrap();
-        let mut t = Trainer::new(model, c.meta.batch_size, c.meta.optimizer.clone(), 5).unwrap();
+        let mut t = Trainer::new(model, c.meta.batch_size, c.meta.optimizer.clone(), 5)
+            .unwrap()
+            .with_shift(shift)
+            .unwrap();
         t.restore(
             &c.model.params,
             &c.state1,

@@ -106,6 +106,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
             update: OptimizerConfig::new(OptimizerKind::Adam).update_params(0),
             regularization,
             clip_norm: args.clip_norm,
+            shift: 0,
         }),
         persistent: Persistent::default(),
         options: PlanOptions {

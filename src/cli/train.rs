@@ -160,6 +160,12 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub val_split: Option<f64>,
 
+    /// Move each training image by a random offset of up to N pixels along each axis, a new one
+    /// every step (augmentation: the images the network sees are not all centred alike; test
+    /// and prediction images are never moved; 0: none).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub shift: u32,
+
     /// How image folders' images are read: gray (one channel) or rgb (three, channels last);
     /// the saved model records it, and predict converts images the same way.
     #[arg(long, value_enum)]
@@ -300,6 +306,9 @@ struct Settings {
     /// Absent from checkpoints written before the flag existed: gray.
     #[serde(default)]
     color: Color,
+    /// Absent from checkpoints written before the flag existed: no shift.
+    #[serde(default)]
+    shift: u32,
     /// Absent from checkpoints written before the flag existed: then the model's outputs say.
     #[serde(default)]
     classes: Option<usize>,
@@ -375,6 +384,7 @@ impl Settings {
             val_split: a.val_split.filter(|&v| v != 0.0),
             scale: a.scale,
             color: a.color.unwrap_or_default(),
+            shift: a.shift,
             classes: a.classes,
         }
     }
@@ -675,7 +685,8 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         settings.seed,
     )?
     .with_regularization(settings.regularization())?
-    .with_clip_norm(settings.clip_norm)?;
+    .with_clip_norm(settings.clip_norm)?
+    .with_shift(settings.shift)?;
     let mut history: Vec<EpochReport> = Vec::new();
     if let Some(c) = &resumed {
         trainer.restore(
@@ -871,6 +882,8 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         "data": name,
         "epochs": trainer.progress.epoch,
         "batch_size": settings.batch_size,
+        "arch": settings.arch,
+        "layers": settings.layers,
         "hidden": settings.hidden,
         "activation": settings.activation,
         "optimizer": settings.optimizer,
@@ -878,6 +891,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         "lr": settings.lr.to_string().parse::<f64>().unwrap_or(settings.lr as f64),
         "loss": trainer.spec().loss,
         "seed": settings.seed,
+        "shift": settings.shift,
         "parameters": parameters,
         "train_loss": last.map(|r| r.train_loss),
         "reg_loss": last.map(|r| r.reg_loss),

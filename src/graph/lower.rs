@@ -11,12 +11,12 @@ use crate::ops::reduce::{ACC_LEN, STATS_PER_ROW};
 use crate::ops::{
     AccumulateStats, ActBackward, ActForward, AvgPool, AvgPoolGrad, Clip, ColSum, Dropout, Flatten,
     Gather, GatherLabels, Im2Row, Loss, MaskMul, Matmul, MatmulDims, MaxPool, MaxPoolGrad, Op,
-    Regularize, Row2Im, SumSquares, Update, UpdateParams, Window,
+    Regularize, Row2Im, Shift, SumSquares, Update, UpdateParams, Window,
 };
 use crate::optim::Regularization;
 
-/// What a training plan needs besides the model: the optimizer's rule, the penalties and
-/// gradient clipping.
+/// What a training plan needs besides the model: the optimizer's rule, the penalties, gradient
+/// clipping and data augmentation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Training {
     /// The update's hyper-parameters; the step-dependent ones (learning rate, bias
@@ -26,6 +26,17 @@ pub struct Training {
     pub regularization: Regularization,
     /// Gradient clipping by global norm, when set.
     pub clip_norm: Option<f32>,
+    /// Each training image is moved by a random offset of up to this many pixels along each
+    /// axis ([`crate::ops::gather::Shift`]); 0: none. Needs image inputs ([`image_dims`]).
+    pub shift: u32,
+}
+
+/// `(height, width, channels)` of `spec`'s input rows where they are images of at least 2x2
+/// pixels, which augmentation can move.
+pub fn image_dims(spec: &ModelSpec) -> Option<(usize, usize, usize)> {
+    let (h, w) = spec.input_shape;
+    let c = spec.channels;
+    (h > 1 && w > 1 && h * w * c == spec.inputs()).then_some((h, w, c))
 }
 
 /// Builds a plan's value table and op list.
@@ -119,6 +130,18 @@ pub fn lower(
     let features = b.value("features", DType::F32, 0, ValueKind::Features);
     let index = b.value("row order", DType::U32, 0, ValueKind::Index);
     let x0 = b.temp("input", rows * inputs);
+    // Training images move by a random offset each; the step sets the seed and stream.
+    let shift = match (train, training, image_dims(spec)) {
+        (true, Some(t), Some((height, width, channels))) if t.shift > 0 => Some(Shift {
+            height,
+            width,
+            channels,
+            max: t.shift,
+            seed: 0,
+            stream: 0,
+        }),
+        _ => None,
+    };
     b.op(Gather {
         src: features,
         idx: index,
@@ -128,6 +151,7 @@ pub fn lower(
         affine: (1.0, 0.0),
         dst: x0,
         labels: None,
+        shift,
     });
     let targets = (mode != Mode::Predict).then(|| {
         if spec.loss.is_classification() {
@@ -153,6 +177,7 @@ pub fn lower(
                 affine: (1.0, 0.0),
                 dst: t,
                 labels: None,
+                shift: None,
             });
             t
         }

@@ -34,6 +34,7 @@
 //!         update: OptimizerConfig::new(OptimizerKind::Adam).update_params(0),
 //!         regularization: Regularization::default(),
 //!         clip_norm: None,
+//!         shift: 0,
 //!     }),
 //!     // No buffers: enough to compile and print, not to run.
 //!     persistent: Persistent::default(),
@@ -75,6 +76,7 @@ mod tests {
             update: OptimizerConfig::new(OptimizerKind::Adam).update_params(0),
             regularization: reg,
             clip_norm: None,
+            shift: 0,
         }
     }
 

@@ -72,12 +72,16 @@ pub(crate) fn buf_bytes(b: Buf) -> u64 {
     b.len as u64 * per
 }
 
+/// Mixed into the dropout seed to seed augmentation's offsets.
+const SHIFT_SEED: u32 = 0x5348_4946;
+
 /// What changes from one step to the next.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepArgs {
     /// The batch's first row in the data set's current order.
     pub start: usize,
-    /// Dropout's seed, and the base its layers' streams are added to.
+    /// Dropout's seed, and the base its layers' streams are added to; augmentation's offsets
+    /// are drawn from it too (mixed with a constant), stream `stream_base`.
     pub seed: u32,
     /// Added to each dropout layer's own stream, so that each step draws new masks; the trainer
     /// uses `step · 64`.
@@ -260,7 +264,14 @@ impl Program {
         let (_, ops) = self.bound.as_mut().expect("bound above");
         for (op, t) in ops.iter_mut().zip(&self.templates) {
             match (op, &t.op) {
-                (Op::Gather(g), _) => g.start = args.start,
+                (Op::Gather(g), _) => {
+                    g.start = args.start;
+                    if let Some(s) = &mut g.shift {
+                        // A seed of its own: the offsets are independent of dropout's masks.
+                        s.seed = args.seed ^ SHIFT_SEED;
+                        s.stream = args.stream_base;
+                    }
+                }
                 (Op::GatherLabels(g), _) => g.start = args.start,
                 (Op::Dropout(d), Op::Dropout(layer)) => {
                     d.seed = args.seed;

@@ -31,7 +31,7 @@ pub mod reduce;
 pub use activation::{ActBackward, ActForward};
 pub use conv::{Im2Row, Row2Im, Window};
 pub use dropout::{Dropout, MaskMul};
-pub use gather::{Gather, GatherLabels};
+pub use gather::{Gather, GatherLabels, Shift};
 pub use loss::Loss;
 pub use matmul::{Epilogue, Matmul, MatmulDims, SoftmaxCe};
 pub use optimizer::{Clip, Penalty, Regularize, Update, UpdateParams};
@@ -393,6 +393,7 @@ mod tests {
                 affine: (1.0, 0.0),
                 dst: f32s(2, 6),
                 labels: None,
+                shift: None,
             })
             .cost()
             .bytes

@@ -88,6 +88,8 @@ pub struct Trainer {
     pub optimizer: OptimizerConfig,
     regularization: Regularization,
     clip_norm: Option<f32>,
+    /// The most pixels a training image moves (augmentation; 0: none).
+    shift: u32,
     /// Where training stands; a checkpoint stores it and [`Trainer::restore`] puts it back.
     pub progress: Progress,
     batch: usize,
@@ -131,6 +133,7 @@ impl Trainer {
             optimizer,
             regularization: Regularization::default(),
             clip_norm: None,
+            shift: 0,
             progress: Progress {
                 epoch: 0,
                 step: 0,
@@ -180,6 +183,57 @@ impl Trainer {
         self.clip_norm = max_norm;
         self.train = None;
         Ok(self)
+    }
+
+    /// Moves each training image by a random offset of up to `max_pixels` pixels along each
+    /// axis, a new one every step (data augmentation: the network sees digits that are not
+    /// all centred the same way); 0 turns it off. Evaluation and prediction see the images as
+    /// they are. Needs image inputs of more than `max_pixels` pixels each way.
+    ///
+    /// ```
+    /// use wgtrain::backend::cpu::CpuBackend;
+    /// use wgtrain::model::{Model, Sequential};
+    /// use wgtrain::optim::{OptimizerConfig, OptimizerKind};
+    /// use wgtrain::train::Trainer;
+    ///
+    /// use wgtrain::data::Scale;
+    ///
+    /// let spec = Sequential::images(8, 8, 1, Scale::ZeroOne)
+    ///     .conv(4, 3)
+    ///     .relu()
+    ///     .flatten()
+    ///     .dense(10)
+    ///     .cross_entropy()?;
+    /// let model = Model::new(Box::new(CpuBackend::new()), spec, 1)?;
+    /// let adam = OptimizerConfig::new(OptimizerKind::Adam);
+    /// let trainer = Trainer::new(model, 32, adam, 1)?.with_shift(2)?;
+    /// assert_eq!(trainer.shift(), 2);
+    /// # Ok::<(), wgtrain::Error>(())
+    /// ```
+    pub fn with_shift(mut self, max_pixels: u32) -> Result<Trainer> {
+        if max_pixels > 0 {
+            let spec = self.model.spec();
+            let Some((h, w, _)) = crate::graph::lower::image_dims(spec) else {
+                return Err(Error::Config(format!(
+                    "a shift of {max_pixels} pixels needs image inputs; this model reads rows of {} features",
+                    spec.inputs()
+                )));
+            };
+            if max_pixels as usize >= h.min(w) {
+                return Err(Error::Config(format!(
+                    "a shift of {max_pixels} pixels would move {h}x{w} images out of sight; use at most {}",
+                    h.min(w) - 1
+                )));
+            }
+        }
+        self.shift = max_pixels;
+        self.train = None;
+        Ok(self)
+    }
+
+    /// The most pixels a training image moves ([`Trainer::with_shift`]).
+    pub fn shift(&self) -> u32 {
+        self.shift
     }
 
     /// Whether plans fuse ops ([`crate::graph::fuse`]), for the model's plans and the
@@ -244,6 +298,7 @@ impl Trainer {
                 update: self.optimizer.update_params(0),
                 regularization: self.regularization,
                 clip_norm: self.clip_norm,
+                shift: self.shift,
             }),
             persistent: Persistent {
                 params: Some(self.model.params_buf()),

@@ -11,6 +11,7 @@ static SHADER: Shader = Shader {
     name: "dropout.wgsl",
     source: concat!(
         include_str!("../../../shaders/grid.wgsl"),
+        include_str!("../../../shaders/hash.wgsl"),
         include_str!("../../../shaders/dropout.wgsl")
     ),
 };

@@ -1,5 +1,5 @@
 //! Launcher of `shaders/gather.wgsl`: batch assembly from the resident data set through the
-//! row-order index.
+//! row-order index, with augmentation's random shifts.
 
 use super::GpuBackend;
 use super::WG;
@@ -12,6 +12,7 @@ static SHADER: Shader = Shader {
     name: "gather.wgsl",
     source: concat!(
         include_str!("../../../shaders/grid.wgsl"),
+        include_str!("../../../shaders/hash.wgsl"),
         include_str!("../../../shaders/gather.wgsl")
     ),
 };
@@ -56,6 +57,12 @@ struct Dims {
     has_labels: u32,
     label_src_off: u32,
     labels_off: u32,
+    shift_max: u32,
+    height: u32,
+    width: u32,
+    channels: u32,
+    seed: u32,
+    stream: u32,
 }
 
 // src: (_, cols) U8 or F32, idx: (start + rows,) -> dst: (rows, cols) (+ labels: (rows,))
@@ -83,6 +90,12 @@ pub(super) fn gather(g: &mut GpuBackend, op: &Gather) -> Result<()> {
         has_labels: labels.is_some() as u32,
         label_src_off: labels.map_or(0, |l| l.src.offset),
         labels_off: labels.map_or(0, |l| l.dst.offset),
+        shift_max: op.shift.map_or(0, |s| s.max),
+        height: op.shift.map_or(0, |s| s.height as u32),
+        width: op.shift.map_or(0, |s| s.width as u32),
+        channels: op.shift.map_or(0, |s| s.channels as u32),
+        seed: op.shift.map_or(0, |s| s.seed),
+        stream: op.shift.map_or(0, |s| s.stream),
     };
     let groups = g.grid(n, WG)?;
     g.record(
