@@ -80,6 +80,27 @@ impl CpuMem {
         self.stores[b.id as usize] = Store::F32(v);
     }
 
+    /// [`Self::with_dst`] for an op with a second, u32 destination (max pooling's positions).
+    pub(crate) fn with_dsts<R>(
+        &mut self,
+        dst: Buf,
+        dst_u32: Buf,
+        f: impl FnOnce(&Self, &mut [f32], &mut [u32]) -> R,
+    ) -> R {
+        let mut v = self.take(dst);
+        let mut u = match std::mem::replace(
+            &mut self.stores[dst_u32.id as usize],
+            Store::U32(Vec::new()),
+        ) {
+            Store::U32(u) => u,
+            _ => panic!("buffer {} is not u32", dst_u32.id),
+        };
+        let r = f(self, &mut v[Self::range(dst)], &mut u[Self::range(dst_u32)]);
+        self.stores[dst_u32.id as usize] = Store::U32(u);
+        self.put(dst, v);
+        r
+    }
+
     /// Runs `f(memory, destination view)` with the destination's allocation taken out, so `f`
     /// can read the sources while it writes.
     pub(crate) fn with_dst<R>(&mut self, dst: Buf, f: impl FnOnce(&Self, &mut [f32]) -> R) -> R {

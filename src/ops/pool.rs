@@ -112,14 +112,13 @@ impl Rules for MaxPool {
     fn cpu(&self, m: &mut CpuMem) {
         let g = self.g;
         let n = pooled(&g);
-        let mut y = vec![0.0f32; n];
-        let mut arg = vec![0u32; n];
-        {
+        let c = g.c;
+        let per_image = g.oh() * g.ow() * c;
+        m.with_dsts(self.y, self.argmax, |m, y, arg| {
             let x = &m.f32s(self.x)[..g.input_len()];
-            let c = g.c;
-            let per_image = g.oh() * g.ow() * c;
-            y.par_chunks_mut(per_image)
-                .zip(arg.par_chunks_mut(per_image))
+            y[..n]
+                .par_chunks_mut(per_image)
+                .zip(arg[..n].par_chunks_mut(per_image))
                 .enumerate()
                 .for_each(|(b, (y, arg))| {
                     let img = &x[b * g.h * g.w * c..][..g.h * g.w * c];
@@ -132,19 +131,22 @@ impl Rules for MaxPool {
                         for offset in 0..g.kh * g.kw {
                             let (ky, kx) = (offset / g.kw, offset % g.kw);
                             let run = &img[((oy * g.sh + ky) * g.w + ox * g.sw + kx) * c..][..c];
+                            if offset == 0 {
+                                y.copy_from_slice(run);
+                                arg.fill(0);
+                                continue;
+                            }
+                            // The first maximum wins (strictly greater replaces); written
+                            // without branches so the channels' loop vectorises.
                             for ((y, a), &v) in y.iter_mut().zip(arg.iter_mut()).zip(run) {
-                                // The first maximum wins (strictly greater replaces).
-                                if offset == 0 || v > *y {
-                                    *y = v;
-                                    *a = offset as u32;
-                                }
+                                let take = v > *y;
+                                *y = if take { v } else { *y };
+                                *a = if take { offset as u32 } else { *a };
                             }
                         }
                     }
                 });
-        }
-        m.f32s_mut(self.y)[..n].copy_from_slice(&y);
-        m.u32s_mut(self.argmax)[..n].copy_from_slice(&arg);
+        });
     }
 }
 
