@@ -10,7 +10,7 @@ use common::gpu;
 use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::backend::gpu::{GpuBackend, list_adapters};
 use wgtrain::backend::{Backend, Buf, DType, KernelTime};
-use wgtrain::bench::{BreakdownSource, host_us_per_step, step_breakdown};
+use wgtrain::bench::{BreakdownSource, host_us_per_step, step_breakdown, submission_us_per_step};
 use wgtrain::data::{Dataset, Features, Targets};
 use wgtrain::model::{Activation, LossKind, ModelSpec};
 use wgtrain::ops::{Matmul, MatmulDims, Update};
@@ -327,6 +327,15 @@ fn host_time_per_step_counts_recording_and_submission() {
     let host = host_us_per_step(Box::new(g), &data, 16, 5).unwrap();
     // A step records and submits something, and doing so takes less than a second.
     assert!(host.min > 0.0 && host.max < 1e6, "{host:?}");
+}
+
+/// The floor under the host time: submitting launches recorded beforehand costs something,
+/// and less than a second.
+#[test]
+fn submission_floor_times_a_submission() {
+    let Some(g) = gpu() else { return };
+    let floor = submission_us_per_step(Box::new(g), 10, 3).unwrap();
+    assert!(floor.min > 0.0 && floor.max < 1e6, "{floor:?}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use super::timed::{OpTimes, Timed};
 use crate::backend::{Backend, Buf, DType, KernelTime};
 use crate::data::Dataset;
 use crate::model::{Activation, LossKind, ModelSpec};
-use crate::ops::{MaskMul, Matmul, MatmulDims, Op, OpLabel};
+use crate::ops::{Fill, MaskMul, Matmul, MatmulDims, Op, OpLabel};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::rng::Rng;
 use crate::train::{SUBMIT_EVERY, Trainer};
@@ -313,11 +313,35 @@ pub fn dispatches_per_step(backend: Box<dyn Backend>, data: &Dataset, batch: usi
     Ok((after.dispatches - before.dispatches) as f64 / steps as f64)
 }
 
-/// Main-thread microseconds to record and submit one training step of the standard model at
-/// `batch`, as training does it: [`SUBMIT_EVERY`] steps recorded, then submitted together (by
-/// the last step). Each group starts with the device idle (a sync before it, untimed), so no
-/// wait for the device is counted; the figure is a group's time over its steps, over `groups`
-/// groups after a warm-up one.
+/// This thread's CPU time where the OS keeps one, else wall time: a host cost measured so that
+/// a software GPU's threads sharing the cores (lavapipe) do not count in it.
+enum HostClock {
+    Cpu(cpu_time::ThreadTime),
+    Wall(Instant),
+}
+
+impl HostClock {
+    fn start() -> HostClock {
+        match cpu_time::ThreadTime::try_now() {
+            Ok(t) => HostClock::Cpu(t),
+            Err(_) => HostClock::Wall(Instant::now()),
+        }
+    }
+
+    fn us(&self) -> f64 {
+        let d = match self {
+            HostClock::Cpu(t) => t.try_elapsed().unwrap_or_default(),
+            HostClock::Wall(t) => t.elapsed(),
+        };
+        d.as_secs_f64() * 1e6
+    }
+}
+
+/// Main-thread CPU microseconds to record and submit one training step of the standard model
+/// at `batch`, as training does it: [`SUBMIT_EVERY`] steps recorded, then submitted together
+/// (by the last step). Each group starts with the device idle (a sync before it, untimed), so
+/// no wait for the device is counted; the figure is a group's time over its steps, over
+/// `groups` groups after a warm-up one.
 pub fn host_us_per_step(
     backend: Box<dyn Backend>,
     data: &Dataset,
@@ -331,12 +355,12 @@ pub fn host_us_per_step(
     let mut step = 0usize;
     let mut group = |t: &mut Trainer| -> Result<f64> {
         t.backend().sync()?;
-        let started = Instant::now();
+        let clock = HostClock::start();
         for _ in 0..SUBMIT_EVERY {
             t.step(&d, (step * batch) % (d.rows - batch + 1), batch)?;
             step += 1;
         }
-        Ok(started.elapsed().as_secs_f64() * 1e6 / SUBMIT_EVERY as f64)
+        Ok(clock.us() / SUBMIT_EVERY as f64)
     };
     // The first steps compile the plan and, on some drivers, the shaders.
     group(&mut t)?;
@@ -344,6 +368,40 @@ pub fn host_us_per_step(
         .map(|_| group(&mut t))
         .collect::<Result<Vec<f64>>>()?;
     t.backend().sync()?;
+    Ok(Spread::of(us))
+}
+
+/// The floor under [`host_us_per_step`]: main-thread CPU microseconds per step that the device
+/// API and its driver take to encode and submit `dispatches` launches per step, recorded
+/// beforehand (untimed): [`SUBMIT_EVERY`] steps' worth of one-workgroup fills, each with its own
+/// uniform block, submitted as training submits them. Only where the backend launches kernels.
+pub fn submission_us_per_step(
+    mut b: Box<dyn Backend>,
+    dispatches: usize,
+    groups: usize,
+) -> Result<Spread> {
+    let dst = b.alloc(DType::F32, 1, "submission floor")?;
+    let group = |b: &mut dyn Backend| -> Result<f64> {
+        b.sync()?;
+        for i in 0..dispatches * SUBMIT_EVERY as usize {
+            crate::ops::run(
+                b,
+                Fill {
+                    dst,
+                    value: i as f32,
+                },
+            )?;
+        }
+        let clock = HostClock::start();
+        b.flush()?;
+        Ok(clock.us() / SUBMIT_EVERY as f64)
+    };
+    // The first group compiles the kernel.
+    group(b.as_mut())?;
+    let us = (0..groups.max(1))
+        .map(|_| group(b.as_mut()))
+        .collect::<Result<Vec<f64>>>()?;
+    b.sync()?;
     Ok(Spread::of(us))
 }
 

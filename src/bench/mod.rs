@@ -10,8 +10,8 @@ pub mod timed;
 
 pub use figures::{
     BreakdownSource, Column, Figure, OpTime, Plan, STANDARD, WIDE, cnn_spec, host_us_per_step,
-    infer_flops_per_row, matmul_gflops, standard_spec, step_breakdown, train_flops_per_row,
-    wide_spec,
+    infer_flops_per_row, matmul_gflops, standard_spec, step_breakdown, submission_us_per_step,
+    train_flops_per_row, wide_spec,
 };
 pub use stats::{Repeats, Spread, repeat};
 pub use table::render;
@@ -116,7 +116,12 @@ pub fn measure_backend(
         log(&format!("{name}: host time per step"));
         let host = figures::host_us_per_step(make()?, data, 128, 20)?;
         host_us_per_step = Some(host.median);
-        figs.push(fig("host us per step b128".into(), "us", host));
+        // Its floor: what the device API and driver alone take to submit as many launches.
+        let floor = figures::submission_us_per_step(make()?, per_step.round() as usize, 20)?;
+        figs.push(Figure {
+            floor: Some(floor.median),
+            ..fig("host us per step b128".into(), "us", host)
+        });
     }
     // "train <what>" (samples/s) and "epoch <what>" (s over the data set), each with its floor
     // at the matmul peak for a model of `flops` per row.

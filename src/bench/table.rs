@@ -114,7 +114,9 @@ pub fn render(cols: &[Column], ratio: Option<(usize, usize)>) -> String {
         out += "floor: the best the hardware allows: the figure's FLOPs at the column's best \
                 matmul rate and, for a step's ops, its bytes (each input read and each output \
                 written once) at the column's bandwidth, whichever takes longer; data that \
-                stays in cache can beat the bandwidth bound\n";
+                stays in cache can beat the bandwidth bound; for the host time per step, the \
+                main-thread CPU time the device API and driver alone take to encode and submit \
+                as many kernel launches\n";
     }
     if cols
         .iter()
