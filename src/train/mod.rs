@@ -192,12 +192,12 @@ impl Trainer {
     ///
     /// ```
     /// use wgtrain::backend::cpu::CpuBackend;
+    /// use wgtrain::data::Scale;
     /// use wgtrain::model::{Model, Sequential};
     /// use wgtrain::optim::{OptimizerConfig, OptimizerKind};
     /// use wgtrain::train::Trainer;
     ///
-    /// use wgtrain::data::Scale;
-    ///
+    /// // 8x8 grayscale images; each training image moves up to 2 pixels each way.
     /// let spec = Sequential::images(8, 8, 1, Scale::ZeroOne)
     ///     .conv(4, 3)
     ///     .relu()

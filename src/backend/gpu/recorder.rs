@@ -14,11 +14,10 @@
 //! in slots of one uniform buffer, written once when first seen and bound with a dynamic
 //! offset, so a training step writes only the few blocks that changed since the last step (the
 //! batch's offset into the row order, dropout streams, Adam's bias corrections: 128 bytes
-//! each), and the blocks new since the last submission go up in one write right before it
-//! (one `write_buffer` per block cost a staging allocation each: a third of a step's host
-//! time on lavapipe). Bind groups bind whole buffers (views reach the kernels as element offsets in the
-//! uniform block, so no binding needs an aligned offset) and are cached by the buffers they
-//! bind: after the first step a step creates none.
+//! each). The blocks new since the last submission go up in one write right before it (a
+//! write per block allocated a staging buffer each). Bind groups bind whole buffers (views
+//! reach the kernels as element offsets in the uniform block, so no binding needs an aligned
+//! offset) and are cached by the buffers they bind: after the first step a step creates none.
 
 use super::GpuBackend;
 use super::context::{Count, Kernel, KernelSpec, UNIFORM_BYTES};
