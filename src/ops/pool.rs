@@ -151,10 +151,12 @@ impl Rules for MaxPool {
 }
 
 /// `dx[b, y, x, ci] = Σ` over the windows covering `(y, x)`, in the order of their positions,
-/// of `weight(output element, window offset)`: the sum both pooling gradients share, written as
-/// a scatter over the windows in position order (the order of the GPU's gather, so both add in
-/// the same order).
-fn sum_windows(g: &Window, dx: &mut [f32], weight: impl Fn(usize, usize) -> f32 + Sync) {
+/// of what each window gives it: the sum both pooling gradients share, written as a scatter
+/// over the windows in position order (the order of the GPU's gather, so both add in the same
+/// order). `add(run, out, offset)` adds to `run`, the `c` channels of the input pixel at window
+/// offset `offset` of the window whose outputs start at element `out`, what that window gives
+/// them (a whole run at a time, so the channels' loop vectorises).
+fn sum_windows(g: &Window, dx: &mut [f32], add: impl Fn(&mut [f32], usize, usize) + Sync) {
     let c = g.c;
     let image = g.h * g.w * c;
     dx[..g.input_len()]
@@ -168,9 +170,7 @@ fn sum_windows(g: &Window, dx: &mut [f32], weight: impl Fn(usize, usize) -> f32 
                 for offset in 0..g.kh * g.kw {
                     let (ky, kx) = (offset / g.kw, offset % g.kw);
                     let at = ((oy * g.sh + ky) * g.w + ox * g.sw + kx) * c;
-                    for (ci, d) in img[at..at + c].iter_mut().enumerate() {
-                        *d += weight(out + ci, offset);
-                    }
+                    add(&mut img[at..at + c], out, offset);
                 }
             }
         });
@@ -214,11 +214,11 @@ impl Rules for MaxPoolGrad {
         m.with_dst(self.dx, |m, dx| {
             let dy = &m.f32s(self.dy)[..pooled(&g)];
             let arg = &m.u32s(self.argmax)[..pooled(&g)];
-            sum_windows(&g, dx, |out, offset| {
-                if arg[out] as usize == offset {
-                    dy[out]
-                } else {
-                    0.0
+            let c = g.c;
+            sum_windows(&g, dx, |run, out, offset| {
+                let (dy, arg) = (&dy[out..out + c], &arg[out..out + c]);
+                for ((d, &gy), &a) in run.iter_mut().zip(dy).zip(arg) {
+                    *d += if a as usize == offset { gy } else { 0.0 };
                 }
             });
         });
@@ -314,7 +314,12 @@ impl Rules for AvgPoolGrad {
         let scale = 1.0 / (g.kh * g.kw) as f32;
         m.with_dst(self.dx, |m, dx| {
             let dy = &m.f32s(self.dy)[..pooled(&g)];
-            sum_windows(&g, dx, |out, _| dy[out] * scale);
+            let c = g.c;
+            sum_windows(&g, dx, |run, out, _| {
+                for (d, &gy) in run.iter_mut().zip(&dy[out..out + c]) {
+                    *d += gy * scale;
+                }
+            });
         });
     }
 }
