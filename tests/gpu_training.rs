@@ -494,6 +494,15 @@ fn a_training_step_creates_nothing_and_moves_only_uniform_blocks() {
         t.backend().flush().unwrap();
     }
     let after = probe.traffic();
+    // Every launch but those with a new uniform block is replayed as the step before prepared
+    // it: no lookups.
+    let launched = after.dispatches - before.dispatches;
+    let blocks = after.uniform_blocks_written - before.uniform_blocks_written;
+    assert_eq!(
+        after.launches_remembered - before.launches_remembered,
+        launched - blocks,
+        "launches remembered of {launched}"
+    );
     assert_eq!(after.bind_groups_created, before.bind_groups_created);
     assert_eq!(after.bytes_written, before.bytes_written);
     assert_eq!(after.bytes_read, before.bytes_read);
@@ -503,7 +512,6 @@ fn a_training_step_creates_nothing_and_moves_only_uniform_blocks() {
     // New per step (128 bytes each): the gather's index offset (the labels ride on it), the
     // two dropout layers' streams, and the update's bias corrections (the L2 penalty rides on
     // it). Every other op repeats its shapes.
-    let blocks = after.uniform_blocks_written - before.uniform_blocks_written;
     assert_eq!(blocks, 3 * 4, "uniform blocks written in 3 steps");
 }
 

@@ -130,6 +130,13 @@ pub trait Backend {
     /// check their ops when they are built, [`crate::ops::run`] checks one made by hand.
     fn run(&mut self, op: &Op) -> Result<()>;
 
+    /// Marks the ops run until the next call as one replay of the compiled program `program`
+    /// (`None`: the replay is over). A backend that records kernel launches may remember each
+    /// launch by its place in the program and, when the next replay launches the same kernel on
+    /// the same buffers with the same uniform block there, reuse what it prepared instead of
+    /// looking it up again. The default does nothing.
+    fn set_replay(&mut self, _program: Option<u64>) {}
+
     /// Kernel launches (and their workgroups) this backend has recorded so far, where it
     /// launches kernels (the GPU); `None` on the CPU, which runs each op as a function call.
     fn launches(&self) -> Option<Launches> {

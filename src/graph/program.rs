@@ -100,6 +100,8 @@ struct Template {
 
 /// A compiled plan, ready to run on one backend.
 pub struct Program {
+    /// Unique in the process: names this program's replays to the backend.
+    id: u64,
     plan: Plan,
     assignment: Assignment,
     slot_bufs: Vec<Buf>,
@@ -186,7 +188,9 @@ impl Program {
             templates.push(Template { op, external });
         }
         let output = plan.output.map(physical).transpose()?.flatten();
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Ok(Program {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             plan,
             assignment,
             slot_bufs,
@@ -285,10 +289,10 @@ impl Program {
                 _ => {}
             }
         }
-        for op in ops.iter() {
-            b.run(op)?;
-        }
-        Ok(())
+        b.set_replay(Some(self.id));
+        let ran = ops.iter().try_for_each(|op| b.run(op));
+        b.set_replay(None);
+        ran
     }
 }
 

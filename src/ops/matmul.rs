@@ -13,7 +13,7 @@ use crate::model::Activation;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
 /// `c = op(a) · op(b)` with `op` a transpose where asked; `c` is `(m, n)`, the inner size `k`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MatmulDims {
     /// Rows of `c` (and of `op(a)`).
     pub m: usize,

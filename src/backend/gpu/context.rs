@@ -80,7 +80,7 @@ pub(crate) struct Context {
     errors: Arc<Mutex<Option<String>>>,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     kernels: Mutex<HashMap<&'static str, Arc<Kernel>>>,
-    traffic: [AtomicU64; 7],
+    traffic: [AtomicU64; 8],
 }
 
 /// What the backends on one device have created and moved since it was opened: tests use it to
@@ -102,6 +102,9 @@ pub struct Traffic {
     pub compute_passes: u64,
     /// Kernel launches recorded.
     pub dispatches: u64,
+    /// Launches a program's replay took as the last replay prepared them at the same place
+    /// (kernel, bind group and uniform offset), with no lookup.
+    pub launches_remembered: u64,
 }
 
 /// Indices into `Context::traffic`.
@@ -114,6 +117,7 @@ pub(crate) enum Count {
     Submissions,
     ComputePasses,
     Dispatches,
+    Remembered,
 }
 
 /// Features used where the adapter has them and done without elsewhere. Timestamp queries
@@ -323,6 +327,7 @@ impl Context {
             submissions: get(Count::Submissions),
             compute_passes: get(Count::ComputePasses),
             dispatches: get(Count::Dispatches),
+            launches_remembered: get(Count::Remembered),
         }
     }
 

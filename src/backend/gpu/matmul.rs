@@ -244,8 +244,12 @@ fn choose(g: &mut GpuBackend, op: &Matmul) -> Result<usize> {
         Some(t) if g.matmul_tiles == MatmulTiles::Auto => t.clone(),
         _ => return Ok(rule),
     };
+    if let Some(&side) = g.chosen.get(&op.dims) {
+        return Ok(side);
+    }
     let key = tune::shape_key(trans_a, trans_b, m, k, n);
     if let Some(side) = lock(&tuner).get(&key) {
+        g.chosen.insert(op.dims, side);
         return Ok(side);
     }
     if g.rec.timer.is_some() {
@@ -277,6 +281,7 @@ fn choose(g: &mut GpuBackend, op: &Matmul) -> Result<usize> {
         }
     }
     lock(&tuner).insert(key, tune::Choice { tiles: best.1, us });
+    g.chosen.insert(op.dims, best.1);
     Ok(best.1)
 }
 

@@ -44,6 +44,9 @@ pub struct GpuBackend {
     /// The matmul kernel choices of this adapter (shared by the backends on the device), or
     /// `None` where tuning is off.
     tuner: Option<Arc<Mutex<Tuner>>>,
+    /// The tuner's choices this backend has used, by shape: a step looks each product up here
+    /// instead of formatting its key and locking the tuner.
+    chosen: std::collections::HashMap<crate::ops::MatmulDims, usize>,
 }
 
 impl GpuBackend {
@@ -71,6 +74,7 @@ impl GpuBackend {
             rec,
             matmul_tiles: MatmulTiles::from_env(),
             tuner,
+            chosen: Default::default(),
         }
     }
 
@@ -84,6 +88,7 @@ impl GpuBackend {
     /// or on, with the choices kept by `tuner` (e.g. [`Tuner::open`] on a file of your own).
     pub fn set_tuner(&mut self, tuner: Option<Tuner>) {
         self.tuner = tuner.map(|t| Arc::new(Mutex::new(t)));
+        self.chosen.clear();
     }
 
     /// A tuner for this adapter over the cache file `path` (`None`: kept in memory only).
@@ -115,6 +120,7 @@ impl GpuBackend {
     #[doc(hidden)]
     pub fn set_matmul_tiles(&mut self, tiles: MatmulTiles) {
         self.matmul_tiles = tiles;
+        self.chosen.clear();
     }
 
     /// Test hook: destroys the device, as a driver reset or a removed GPU would, so tests can
@@ -239,6 +245,10 @@ impl Backend for GpuBackend {
             Op::AvgPoolGrad(o) => pool::avg_pool_grad(self, o),
             Op::Flatten(o) => permute::flatten(self, o),
         }
+    }
+
+    fn set_replay(&mut self, program: Option<u64>) {
+        self.replay(program);
     }
 
     fn launches(&self) -> Option<crate::backend::Launches> {

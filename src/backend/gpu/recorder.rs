@@ -18,6 +18,12 @@
 //! write per block allocated a staging buffer each). Bind groups bind whole buffers (views
 //! reach the kernels as element offsets in the uniform block, so no binding needs an aligned
 //! offset) and are cached by the buffers they bind: after the first step a step creates none.
+//!
+//! A compiled program's step is a replay (`Backend::set_replay`): each launch is remembered by
+//! its place in the program, and where the next replay launches the same kernel on the same
+//! buffers with the same uniform block there, it takes the remembered pipeline, bind group and
+//! uniform offset after comparing them, with no hashing; only the few launches whose block
+//! changed since the last step (the batch offset, the update's scalars) look theirs up.
 
 use super::GpuBackend;
 use super::context::{Count, Kernel, KernelSpec, UNIFORM_BYTES};
@@ -57,6 +63,32 @@ struct Dispatch {
     name: Option<OpLabel>,
 }
 
+/// A launch as a program's replay made it at one place in the program: what the next replay
+/// reuses there when it launches the same kernel on the same buffers with the same uniform
+/// block (compared, not hashed).
+struct Memo {
+    spec: &'static KernelSpec,
+    key: [u32; MAX_STORAGE],
+    block: [u8; UNIFORM_BYTES as usize],
+    /// The uniform arena's generation the offset belongs to.
+    generation: u64,
+    kernel: Arc<Kernel>,
+    bind_group: wgpu::BindGroup,
+    uniform_offset: u32,
+}
+
+/// The program being replayed, the place in it of the next launch, and its launches as the
+/// last replay made them.
+struct Replay {
+    program: u64,
+    cursor: usize,
+    memo: Vec<Memo>,
+}
+
+/// Programs whose launches are remembered (training, evaluation and a last partial batch's
+/// programs alternate); the least recently replayed goes first.
+const REPLAYS_KEPT: usize = 8;
+
 pub(super) struct Recorder {
     pub allocs: Vec<Alloc>,
     /// Bound in place of an absent read-only buffer (a matmul's bias).
@@ -68,6 +100,11 @@ pub(super) struct Recorder {
     /// Bytes between uniform slots: the block size rounded up to the adapter's alignment.
     stride: u64,
     slots: HashMap<[u8; UNIFORM_BYTES as usize], u32>,
+    /// Bumped whenever the slots are handed out afresh, which makes remembered offsets stale.
+    generation: u64,
+    /// The replay in progress, and the remembered launches of other programs.
+    replay: Option<Replay>,
+    parked: Vec<Replay>,
     /// The uniform arena as the host last wrote it, and the slots written since the last
     /// submission (`lo..hi`), uploaded in one write right before it.
     uniform_mirror: Vec<u8>,
@@ -112,6 +149,9 @@ impl Recorder {
             }),
             stride,
             slots: HashMap::new(),
+            generation: 0,
+            replay: None,
+            parked: Vec::new(),
             uniform_mirror: vec![0; (stride * u64::from(UNIFORM_SLOTS)) as usize],
             dirty: None,
             bind_groups: HashMap::new(),
@@ -440,8 +480,6 @@ impl GpuBackend {
         if groups.contains(&0) {
             return Ok(());
         }
-        let kernel = self.ctx.kernel(spec)?;
-        let uniform_offset = self.uniform_slot(bytemuck::bytes_of(dims))?;
         let mut key = [NONE; MAX_STORAGE];
         for (k, b) in key.iter_mut().zip(bufs) {
             if let Some(b) = b {
@@ -449,14 +487,40 @@ impl GpuBackend {
                 *k = b.id;
             }
         }
-        let bind_group = match self.rec.bind_groups.get(&(spec.label, key)) {
-            Some(bg) => bg.clone(),
+        let mut block = [0u8; UNIFORM_BYTES as usize];
+        let bytes = bytemuck::bytes_of(dims);
+        block[..bytes.len()].copy_from_slice(bytes);
+        let (kernel, bind_group, uniform_offset) = match self.remembered(spec, &key, &block) {
+            Some(hit) => {
+                self.ctx.count(Count::Remembered, 1);
+                hit
+            }
             None => {
-                let bg = self.create_bind_group(spec, &kernel, &key);
-                self.rec.bind_groups.insert((spec.label, key), bg.clone());
-                bg
+                let kernel = self.ctx.kernel(spec)?;
+                let uniform_offset = self.uniform_slot(&block)?;
+                let bind_group = match self.rec.bind_groups.get(&(spec.label, key)) {
+                    Some(bg) => bg.clone(),
+                    None => {
+                        let bg = self.create_bind_group(spec, &kernel, &key);
+                        self.rec.bind_groups.insert((spec.label, key), bg.clone());
+                        bg
+                    }
+                };
+                self.remember(Memo {
+                    spec,
+                    key,
+                    block,
+                    generation: self.rec.generation,
+                    kernel: kernel.clone(),
+                    bind_group: bind_group.clone(),
+                    uniform_offset,
+                });
+                (kernel, bind_group, uniform_offset)
             }
         };
+        if let Some(r) = &mut self.rec.replay {
+            r.cursor += 1;
+        }
         let workgroups: u64 = groups.iter().map(|&g| u64::from(g)).product();
         self.ctx.count(Count::Dispatches, 1);
         self.rec.launched.dispatches += 1;
@@ -515,9 +579,8 @@ impl GpuBackend {
     }
 
     /// The arena offset of a uniform block with these contents, written on first use.
-    fn uniform_slot(&mut self, bytes: &[u8]) -> Result<u32> {
-        let mut block = [0u8; UNIFORM_BYTES as usize];
-        block[..bytes.len()].copy_from_slice(bytes);
+    fn uniform_slot(&mut self, block: &[u8; UNIFORM_BYTES as usize]) -> Result<u32> {
+        let block = *block;
         let slot = match self.rec.slots.get(&block) {
             Some(&s) => s,
             None => {
@@ -525,6 +588,7 @@ impl GpuBackend {
                     // Every slot may be read by pending work: submit it before reusing any.
                     self.submit(None)?;
                     self.rec.slots.clear();
+                    self.rec.generation += 1;
                 }
                 let s = self.rec.slots.len() as u32;
                 // Uploaded with the other new blocks by the next submission, which is the
@@ -541,5 +605,61 @@ impl GpuBackend {
             }
         };
         Ok((u64::from(slot) * self.rec.stride) as u32)
+    }
+}
+
+impl GpuBackend {
+    /// Starts the replay of program `program` (see [`crate::backend::Backend::set_replay`]), or
+    /// ends the one in progress with `None`.
+    pub(super) fn replay(&mut self, program: Option<u64>) {
+        let rec = &mut self.rec;
+        if let Some(done) = rec.replay.take() {
+            rec.parked.push(done);
+        }
+        let Some(program) = program else { return };
+        let memo = match rec.parked.iter().position(|r| r.program == program) {
+            Some(i) => rec.parked.remove(i).memo,
+            None => {
+                if rec.parked.len() >= REPLAYS_KEPT {
+                    rec.parked.remove(0);
+                }
+                Vec::new()
+            }
+        };
+        rec.replay = Some(Replay {
+            program,
+            cursor: 0,
+            memo,
+        });
+    }
+
+    /// What the last replay launched at this place, where it is this very launch and its
+    /// uniform slot still holds the block.
+    fn remembered(
+        &self,
+        spec: &'static KernelSpec,
+        key: &[u32; MAX_STORAGE],
+        block: &[u8; UNIFORM_BYTES as usize],
+    ) -> Option<(Arc<Kernel>, wgpu::BindGroup, u32)> {
+        let r = self.rec.replay.as_ref()?;
+        let m = r.memo.get(r.cursor)?;
+        (std::ptr::eq(m.spec, spec)
+            && m.key == *key
+            && m.generation == self.rec.generation
+            && m.block == *block)
+            .then(|| (m.kernel.clone(), m.bind_group.clone(), m.uniform_offset))
+    }
+
+    /// Keeps `m` as the launch at the replay's current place.
+    fn remember(&mut self, m: Memo) {
+        let Some(r) = &mut self.rec.replay else {
+            return;
+        };
+        // The cursor moves one launch at a time, so it is never past the end by more than one.
+        if r.cursor < r.memo.len() {
+            r.memo[r.cursor] = m;
+        } else if r.cursor == r.memo.len() {
+            r.memo.push(m);
+        }
     }
 }
