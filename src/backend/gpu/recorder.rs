@@ -105,10 +105,11 @@ pub(super) struct Recorder {
     /// The replay in progress, and the remembered launches of other programs.
     replay: Option<Replay>,
     parked: Vec<Replay>,
-    /// The uniform arena as the host last wrote it, and the slots written since the last
-    /// submission (`lo..hi`), uploaded in one write right before it.
+    /// The uniform arena as the host last wrote it. Slots are handed out in order, so those
+    /// written since the last submission are `uploaded..slots.len()`, sent in one write right
+    /// before the next.
     uniform_mirror: Vec<u8>,
-    dirty: Option<(u32, u32)>,
+    uploaded: u32,
     bind_groups: HashMap<(&'static str, [u32; MAX_STORAGE]), wgpu::BindGroup>,
     pending: Vec<Dispatch>,
     /// MAP_READ staging buffer for reads, grown as needed.
@@ -153,7 +154,7 @@ impl Recorder {
             replay: None,
             parked: Vec::new(),
             uniform_mirror: vec![0; (stride * u64::from(UNIFORM_SLOTS)) as usize],
-            dirty: None,
+            uploaded: 0,
             bind_groups: HashMap::new(),
             pending: Vec::new(),
             readback: None,
@@ -409,9 +410,10 @@ impl GpuBackend {
             let dst = self.rec.readback.as_ref().expect("readback buffer exists");
             enc.copy_buffer_to_buffer(src, offset, dst, 0, len);
         }
-        // The uniform blocks new since the last submission, in one upload (slots are handed
-        // out in order, so they are one range); it lands before the commands below.
-        if let Some((lo, hi)) = self.rec.dirty.take() {
+        // The uniform blocks new since the last submission, in one upload; it lands before
+        // the commands below.
+        let (lo, hi) = (self.rec.uploaded, self.rec.slots.len() as u32);
+        if hi > lo {
             let (from, to) = (
                 u64::from(lo) * self.rec.stride,
                 u64::from(hi - 1) * self.rec.stride + UNIFORM_BYTES,
@@ -421,6 +423,7 @@ impl GpuBackend {
                 from,
                 &self.rec.uniform_mirror[from as usize..to as usize],
             );
+            self.rec.uploaded = hi;
         }
         let index = self.ctx.queue.submit([enc.finish()]);
         self.ctx.count(Count::Submissions, 1);
@@ -588,6 +591,7 @@ impl GpuBackend {
                     // Every slot may be read by pending work: submit it before reusing any.
                     self.submit(None)?;
                     self.rec.slots.clear();
+                    self.rec.uploaded = 0;
                     self.rec.generation += 1;
                 }
                 let s = self.rec.slots.len() as u32;
@@ -595,10 +599,6 @@ impl GpuBackend {
                 // first to read it.
                 let at = (u64::from(s) * self.rec.stride) as usize;
                 self.rec.uniform_mirror[at..at + block.len()].copy_from_slice(&block);
-                self.rec.dirty = Some(match self.rec.dirty {
-                    Some((lo, hi)) => (lo.min(s), hi.max(s + 1)),
-                    None => (s, s + 1),
-                });
                 self.ctx.count(Count::UniformBlocks, 1);
                 self.rec.slots.insert(block, s);
                 s
