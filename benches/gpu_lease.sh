@@ -18,7 +18,8 @@
 # It prints the device, trains the standard model on the GPU (accuracy check), tunes the matmul
 # kernels (`wgtrain tune`, its table kept), then runs `wgtrain bench --backend gpu` (standard MLP, CNN, wide MLP; dispatches, host time and
 # workgroups per step) with PyTorch eager and PyTorch CUDA-graph peers on the same GPU in the
-# same run, then the quick bench again with each matmul kernel forced (WGTRAIN_MATMUL_TILES).
+# same run, then the quick bench again with each matmul kernel forced (WGTRAIN_MATMUL_TILES),
+# and by the rule of thumb with and without split-K (WGTRAIN_TUNE=off, WGTRAIN_MATMUL_SPLIT=1).
 # Not yet run on a real GPU (none has been lent so far). LEASE_REHEARSAL=1 runs a shortened
 # version anywhere (1 epoch, tuning at batch 128, quick benches, PyTorch on the CPU, only the
 # 32x32 kernel forced), e.g. on lavapipe with WGTRAIN_BIN=target/release/wgtrain.
@@ -79,3 +80,13 @@ for tiles in $kernels; do
   WGTRAIN_MATMUL_TILES=$tiles "$bin" bench --backend gpu --quick \
     --json "$out/bench-tiles-$tiles.json" 2>&1 | tee "$out/bench-tiles-$tiles.txt"
 done
+
+# Split-K against none: the rule of thumb (tuning off, so the cache above is neither used nor
+# overwritten), as it is and with every split forbidden.
+for split in rule 1; do
+  echo "== bench: gpu by the rule of thumb, split-K: $split"
+  if [ "$split" = rule ]; then unset WGTRAIN_MATMUL_SPLIT; else export WGTRAIN_MATMUL_SPLIT=$split; fi
+  WGTRAIN_TUNE=off "$bin" bench --backend gpu --quick \
+    --json "$out/bench-rule-split-$split.json" 2>&1 | tee "$out/bench-rule-split-$split.txt"
+done
+unset WGTRAIN_MATMUL_SPLIT

@@ -24,6 +24,12 @@
 // the matrix and skipping stores there; no invocation returns early because every one must
 // reach the barriers.
 //
+// Split-K, for products whose output makes too few tiles to fill a big GPU but whose k is
+// long: the grid gets a third dimension of `splits` workgroups per tile, each computing the
+// product over its own slice of k into a scratch buffer of partial products (no bias, no
+// epilogue; EPI_SUMS's column sums over its slice too), and `matmul_split_sum` then adds the
+// partials of each element in a fixed order and applies bias and epilogue. No float atomics: the result is the same every run.
+//
 // Staged k-rows are padded by one vec4: where an operand is stored k-contiguous (a of x·Wᵀ and
 // both of its operands' loads), neighbouring invocations store consecutive k-rows, which
 // unpadded lie 256 bytes apart (512 in the 128 x 128 kernel), all in one bank of workgroup
@@ -49,6 +55,13 @@ struct Dims {
     has_grad: u32,
     // 1 / m: the gradient is of the batch mean.
     scale: f32,
+    // Split-K: values of k per split (a multiple of 16; k itself when not split). Split z of
+    // the grid (workgroup_id.z) takes k in [z k_chunk, (z + 1) k_chunk) and stores its partial
+    // product part_stride words past the previous split's; matmul_split_sum adds the `splits`
+    // partials up in order.
+    k_chunk: u32,
+    part_stride: u32,
+    splits: u32,
 }
 
 const EPI_NONE: u32 = 0u;
@@ -121,25 +134,64 @@ fn b_slot(idx: u32, cols: u32, depth: u32) -> vec2<u32> {
     return vec2<u32>(idx / cols, idx % cols);
 }
 
-// Stores c[row, col .. col + 4] (+ bias, then the epilogue), skipping what lies outside c.
-fn store_row(row: u32, col: u32, v: vec4<f32>) {
+// Stores c[row, j] = v (+ bias, then the epilogue) at word `base` + row n + j.
+fn store_one(base: u32, row: u32, j: u32, v: f32) {
+    var s = v;
+    if d.has_bias != 0u {
+        s += bias[d.bias_off + j];
+    }
+    let at = row * d.n + j;
+    if d.epilogue == EPI_ACT {
+        s = act_apply(d.act, s);
+    } else if d.epilogue == EPI_ACT_GRAD {
+        s = act_grad(d.act, s, y[d.y_off + at]);
+    }
+    c[base + at] = s;
+}
+
+// Stores c[row, col .. col + 4] of split `z` (only split 0 without split-K), skipping what
+// lies outside c.
+fn store_row(z: u32, row: u32, col: u32, v: vec4<f32>) {
     if row >= d.m {
         return;
     }
+    let base = d.c_off + z * d.part_stride;
     for (var q = 0u; q < 4u; q++) {
-        let j = col + q;
-        if j < d.n {
-            var s = v[q];
-            if d.has_bias != 0u {
-                s += bias[d.bias_off + j];
+        if col + q < d.n {
+            store_one(base, row, col + q, v[q]);
+        }
+    }
+}
+
+// The second half of a split-K product: c = Σ_z partial_z (+ bias, then the epilogue), the
+// `splits` partial products of (m, n) read through `a` and added in order z = 0, 1, ..., so
+// the result does not depend on scheduling; with EPI_SUMS, also sums = Σ_z partial sums_z, the
+// splits' column sums of (m,) each, which follow the partial products. One invocation per
+// element of c (and of sums), where the grid is that large.
+@compute @workgroup_size(WG)
+fn matmul_split_sum(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let part = d.m * d.n;
+    let total = select(part, part + d.m, d.epilogue == EPI_SUMS);
+    // Looping where the grid is smaller than c (and its sums).
+    for (var i = flat(wid, nwg, lid); i < total; i += nwg.x * nwg.y * WG) {
+        if i < part {
+            var s = 0.0;
+            for (var z = 0u; z < d.splits; z++) {
+                s += a[d.a_off + z * d.part_stride + i];
             }
-            let at = row * d.n + j;
-            if d.epilogue == EPI_ACT {
-                s = act_apply(d.act, s);
-            } else if d.epilogue == EPI_ACT_GRAD {
-                s = act_grad(d.act, s, y[d.y_off + at]);
+            store_one(d.c_off, i / d.n, i % d.n, s);
+        } else {
+            let r = i - part;
+            let partial_sums = d.a_off + d.splits * d.part_stride;
+            var s = 0.0;
+            for (var z = 0u; z < d.splits; z++) {
+                s += a[partial_sums + z * d.m + r];
             }
-            c[d.c_off + at] = s;
+            sums[d.sums_off + r] = s;
         }
     }
 }
@@ -222,6 +274,10 @@ fn product(lid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>) {
     let tiles_m = (d.m + tile - 1u) / tile;
     let tiles_n = (d.n + tile - 1u) / tile;
     let t = lid.y * SIDE + lid.x;
+    // This split's slice of k (all of it without split-K); a multiple of TILE_K long, so a
+    // staged slice never reaches into the next split's.
+    let k_begin = wid.z * d.k_chunk;
+    let k_end = min(k_begin + d.k_chunk, d.k);
     for (var tm = wid.y; tm < tiles_m; tm += nwg.y) {
         for (var tn = wid.x; tn < tiles_n; tn += nwg.x) {
             let row0 = tm * tile;
@@ -234,7 +290,7 @@ fn product(lid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>) {
             // invocations of the first column of tiles (EPI_SUMS), which see every k of them.
             let keeps_sums = d.epilogue == EPI_SUMS && tn == 0u && lid.x == 0u;
             var sum = vec4<f32>(0.0);
-            for (var k0 = 0u; k0 < d.k; k0 += TILE_K) {
+            for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
                 // tile x 16 elements of each operand, `per` per invocation, in memory order.
                 for (var e = 0u; e < per; e++) {
                     let idx = t + e * threads;
@@ -259,14 +315,14 @@ fn product(lid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>) {
             }
             let row = row0 + 4u * lid.y;
             let col = col0 + 4u * lid.x;
-            store_row(row, col, acc0);
-            store_row(row + 1u, col, acc1);
-            store_row(row + 2u, col, acc2);
-            store_row(row + 3u, col, acc3);
+            store_row(wid.z, row, col, acc0);
+            store_row(wid.z, row + 1u, col, acc1);
+            store_row(wid.z, row + 2u, col, acc2);
+            store_row(wid.z, row + 3u, col, acc3);
             if keeps_sums {
                 for (var q = 0u; q < 4u; q++) {
                     if row + q < d.m {
-                        sums[d.sums_off + row + q] = sum[q];
+                        sums[d.sums_off + wid.z * d.m + row + q] = sum[q];
                     }
                 }
             }
@@ -302,6 +358,8 @@ fn matmul_big(
     let tiles_m = (d.m + BIG - 1u) / BIG;
     let tiles_n = (d.n + BIG - 1u) / BIG;
     let t = lid.y * 16u + lid.x;
+    let k_begin = wid.z * d.k_chunk;
+    let k_end = min(k_begin + d.k_chunk, d.k);
     for (var tm = wid.y; tm < tiles_m; tm += nwg.y) {
         for (var tn = wid.x; tn < tiles_n; tn += nwg.x) {
             let row0 = tm * BIG;
@@ -327,7 +385,7 @@ fn matmul_big(
             let keeps_sums = d.epilogue == EPI_SUMS && tn == 0u && lid.x == 0u;
             var sum0 = vec4<f32>(0.0);
             var sum1 = vec4<f32>(0.0);
-            for (var k0 = 0u; k0 < d.k; k0 += BIG_K) {
+            for (var k0 = k_begin; k0 < k_end; k0 += BIG_K) {
                 // 2048 elements of each tile, eight per invocation, walked in memory order.
                 for (var e = 0u; e < 8u; e++) {
                     let idx = t + e * THREADS;
@@ -369,29 +427,29 @@ fn matmul_big(
             let r1 = r0 + 64u;
             let h0 = col0 + 4u * lid.x;
             let h1 = h0 + 64u;
-            store_row(r0, h0, c00);
-            store_row(r0, h1, c01);
-            store_row(r0 + 1u, h0, c10);
-            store_row(r0 + 1u, h1, c11);
-            store_row(r0 + 2u, h0, c20);
-            store_row(r0 + 2u, h1, c21);
-            store_row(r0 + 3u, h0, c30);
-            store_row(r0 + 3u, h1, c31);
-            store_row(r1, h0, c40);
-            store_row(r1, h1, c41);
-            store_row(r1 + 1u, h0, c50);
-            store_row(r1 + 1u, h1, c51);
-            store_row(r1 + 2u, h0, c60);
-            store_row(r1 + 2u, h1, c61);
-            store_row(r1 + 3u, h0, c70);
-            store_row(r1 + 3u, h1, c71);
+            store_row(wid.z, r0, h0, c00);
+            store_row(wid.z, r0, h1, c01);
+            store_row(wid.z, r0 + 1u, h0, c10);
+            store_row(wid.z, r0 + 1u, h1, c11);
+            store_row(wid.z, r0 + 2u, h0, c20);
+            store_row(wid.z, r0 + 2u, h1, c21);
+            store_row(wid.z, r0 + 3u, h0, c30);
+            store_row(wid.z, r0 + 3u, h1, c31);
+            store_row(wid.z, r1, h0, c40);
+            store_row(wid.z, r1, h1, c41);
+            store_row(wid.z, r1 + 1u, h0, c50);
+            store_row(wid.z, r1 + 1u, h1, c51);
+            store_row(wid.z, r1 + 2u, h0, c60);
+            store_row(wid.z, r1 + 2u, h1, c61);
+            store_row(wid.z, r1 + 3u, h0, c70);
+            store_row(wid.z, r1 + 3u, h1, c71);
             if keeps_sums {
                 for (var q = 0u; q < 4u; q++) {
                     if r0 + q < d.m {
-                        sums[d.sums_off + r0 + q] = sum0[q];
+                        sums[d.sums_off + wid.z * d.m + r0 + q] = sum0[q];
                     }
                     if r1 + q < d.m {
-                        sums[d.sums_off + r1 + q] = sum1[q];
+                        sums[d.sums_off + wid.z * d.m + r1 + q] = sum1[q];
                     }
                 }
             }

@@ -220,8 +220,9 @@ fn matmul_matches_cpu_in_every_form() {
         (128, 16, 128),
         (257, 33, 131),
     ];
-    for tiles in KERNELS {
+    for (tiles, split) in VARIANTS {
         p.gpu.set_matmul_tiles(tiles);
+        p.gpu.set_matmul_split(split);
         for &(m, k, n) in &sizes {
             for (ta, tb) in FORMS {
                 for bias in [false, true] {
@@ -235,6 +236,83 @@ fn matmul_matches_cpu_in_every_form() {
 /// Every matmul kernel (32 x 32, 64 x 64 and 128 x 128 tiles), forced, whatever size picks
 /// one.
 const KERNELS: [MatmulTiles; 3] = [MatmulTiles::Fine, MatmulTiles::Small, MatmulTiles::Big];
+
+/// The kernels unsplit (`Some(1)`: split-K forbidden), and the smallest split over k (3 slices
+/// of k: uneven ones, and fewer where k is short; `split_k_matches_cpu` runs every kernel and
+/// split on fewer shapes).
+const VARIANTS: [(MatmulTiles, Option<usize>); 4] = [
+    (MatmulTiles::Fine, Some(1)),
+    (MatmulTiles::Small, Some(1)),
+    (MatmulTiles::Big, Some(1)),
+    (MatmulTiles::Fine, Some(3)),
+];
+
+/// Split-K: every kernel cut into 2, 3, 4 or 256 slices of k (16-deep multiples; fewer where k is
+/// short: k = 1 and 20 run unsplit or in 2), the partials added in order by a second dispatch,
+/// against the CPU, column sums too; and the same product twice gives the same bits (no
+/// atomics).
+#[test]
+fn split_k_matches_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(21);
+    let sizes = [
+        (1, 1, 1),
+        (3, 0, 5),
+        (5, 200, 7),
+        (45, 65, 33),
+        (2, 784, 256),
+        (33, 1000, 17),
+        (70, 20, 130),
+    ];
+    for tiles in KERNELS {
+        p.gpu.set_matmul_tiles(tiles);
+        for split in [2, 3, 4, 256] {
+            p.gpu.set_matmul_split(Some(split));
+            for (i, &size) in sizes.iter().enumerate() {
+                // Every form at 4 slices; the plain forward form (x · Wᵀ) at the others.
+                let forms: &[(bool, bool)] = if split == 4 { &FORMS } else { &[FORMS[2]] };
+                for &form in forms {
+                    check_matmul(&mut p, &mut rng, size, form, i % 2 == 0);
+                }
+            }
+            check_matmul_col_sum(&mut p, &mut rng, (33, 1000, 17), split % 2 == 0);
+            check_matmul_col_sum(&mut p, &mut rng, (130, 67, 70), true);
+        }
+    }
+    // Launched as two dispatches (partials, then their sum), the sum's grid besides the
+    // partials' 1 x 1 x 4.
+    p.gpu.set_matmul_tiles(MatmulTiles::Small);
+    p.gpu.set_matmul_split(Some(4));
+    let before = p.gpu.launches().unwrap();
+    check_matmul(&mut p, &mut rng, (33, 1000, 17), (false, true), true);
+    let after = p.gpu.launches().unwrap();
+    assert_eq!(after.dispatches - before.dispatches, 2);
+    assert_eq!(after.workgroups - before.workgroups, 4 + 3);
+    // Deterministic: a rerun of the same product is bitwise the same.
+    let (m, k, n) = (37, 900, 29);
+    let a = p.gpu.alloc(DType::F32, m * k, "a").unwrap();
+    let b = p.gpu.alloc(DType::F32, k * n, "b").unwrap();
+    p.gpu
+        .write_f32(a, &uniform(&mut rng, m * k, -1.0, 1.0))
+        .unwrap();
+    p.gpu
+        .write_f32(b, &uniform(&mut rng, k * n, -1.0, 1.0))
+        .unwrap();
+    let dims = MatmulDims {
+        m,
+        k,
+        n,
+        trans_a: false,
+        trans_b: false,
+    };
+    let mut results = Vec::new();
+    for _ in 0..3 {
+        let c = p.gpu.alloc(DType::F32, m * n, "c").unwrap();
+        p.gpu.run(&Op::Matmul(Matmul::new(a, b, c, dims))).unwrap();
+        results.push(p.gpu.read_f32(c).unwrap());
+    }
+    assert!(results.windows(2).all(|w| w[0] == w[1]));
+}
 
 #[test]
 fn matmul_with_more_rows_than_one_grid_dimension() {
@@ -274,7 +352,12 @@ fn tuning_times_each_kernel_once_caches_the_choice_and_a_forced_kernel_wins() {
             after.workgroups - before.workgroups,
         )
     };
-    assert_eq!(run(&mut p, &mut rng, (100, 40, 70)).0, 3 * (1 + 1 + 5) + 1);
+    // Each candidate 1 + 1 + 5 dispatches, or 1 + 1 where one took 5 ms (a loaded machine).
+    let tuned = run(&mut p, &mut rng, (100, 40, 70)).0 - 1;
+    assert!(
+        (6..=21).contains(&tuned) && (tuned - 6) % 5 == 0,
+        "{tuned} dispatches to tune"
+    );
     let key = "A·Bᵀ 100x40x70";
     let choices = p.gpu.tuning().unwrap();
     let choice = &choices[key];
@@ -297,6 +380,7 @@ fn tuning_times_each_kernel_once_caches_the_choice_and_a_forced_kernel_wins() {
         "A·Bᵀ 300x20x200".into(),
         wgtrain::backend::gpu::Choice {
             tiles: 128,
+            split: 1,
             us: Default::default(),
         },
     );
@@ -305,6 +389,44 @@ fn tuning_times_each_kernel_once_caches_the_choice_and_a_forced_kernel_wins() {
     // ... unless one is forced (32 x 32: 7 x 10).
     p.gpu.set_matmul_tiles(MatmulTiles::Fine);
     assert_eq!(run(&mut p, &mut rng, (300, 20, 200)), (1, 70));
+    // A cached split-K choice: two dispatches, the partials' 2 tiles x 2 slices of k and the
+    // sum's ceil(40 x 30 / 256) = 5 workgroups; a forced split wins over it.
+    p.gpu.set_matmul_tiles(MatmulTiles::Auto);
+    let mut tuner = p.gpu.open_tuner(None);
+    tuner.insert(
+        "A·Bᵀ 40x100x30".into(),
+        wgtrain::backend::gpu::Choice {
+            tiles: 32,
+            split: 2,
+            us: Default::default(),
+        },
+    );
+    p.gpu.set_tuner(Some(tuner));
+    assert_eq!(run(&mut p, &mut rng, (40, 100, 30)), (2, 2 * 2 + 5));
+    p.gpu.set_matmul_split(Some(4));
+    p.gpu.set_matmul_tiles(MatmulTiles::Fine);
+    // 100 in slices of 32: 4 slices.
+    assert_eq!(run(&mut p, &mut rng, (40, 100, 30)), (2, 2 * 4 + 5));
+    p.gpu.set_matmul_tiles(MatmulTiles::Auto);
+    // Tuning a product with a long k and a small output times the split candidates too (k /
+    // split at least 64: 2 and 4, on 32 x 32 and 64 x 64 tiles).
+    p.gpu.set_matmul_split(None);
+    p.gpu.set_tuner(Some(p.gpu.open_tuner(None)));
+    run(&mut p, &mut rng, (40, 400, 30));
+    let choice = p.gpu.tuning().unwrap()["A·Bᵀ 40x400x30"].clone();
+    let names: Vec<&str> = choice.us.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "128",
+            "32",
+            "32 split 2",
+            "32 split 4",
+            "64",
+            "64 split 2",
+            "64 split 4"
+        ]
+    );
 }
 
 /// The elementwise activations a product can apply on its way out.
@@ -328,13 +450,15 @@ fn fused_matmul_activation_matches_cpu() {
         (67, 17, 129),
         (64, 16, 64),
         (3, 0, 5),
+        (5, 200, 7),
     ];
-    for (act, tiles) in FUSABLE
+    for (act, (tiles, split)) in FUSABLE
         .into_iter()
         .chain([Activation::Softmax])
-        .flat_map(|act| KERNELS.map(|tiles| (act, tiles)))
+        .flat_map(|act| VARIANTS.map(|v| (act, v)))
     {
         p.gpu.set_matmul_tiles(tiles);
+        p.gpu.set_matmul_split(split);
         for &(m, k, n) in &sizes {
             for (ta, tb) in FORMS {
                 let dims = MatmulDims {
@@ -356,7 +480,9 @@ fn fused_matmul_activation_matches_cpu() {
                 let y = p
                     .f32s(&uniform(&mut rng, m * n + 4, -1.0, 1.0))
                     .slice(4, m * n);
-                let what = format!("m={m} k={k} n={n} trans_a={ta} trans_b={tb} {act:?} {tiles:?}");
+                let what = format!(
+                    "m={m} k={k} n={n} trans_a={ta} trans_b={tb} {act:?} {tiles:?} {split:?}"
+                );
 
                 // Softmax is row-wise: the reference pair stands for the fused op, which the
                 // shape rule refuses for it.
@@ -464,8 +590,10 @@ fn matmul_with_column_sums_matches_cpu() {
         (5, 0, 9),
         (9, 5, 0),
     ];
-    for tiles in KERNELS {
+    for (tiles, split) in VARIANTS {
+        // Split, each slice of k adds up its part of the sums too.
         p.gpu.set_matmul_tiles(tiles);
+        p.gpu.set_matmul_split(split);
         for &size in &sizes {
             for tb in [false, true] {
                 check_matmul_col_sum(&mut p, &mut rng, size, tb);

@@ -179,6 +179,11 @@ fn trainers(case: &Case, gpu: GpuBackend) -> (Trainer, Trainer) {
 /// then evaluation and prediction.
 fn run(case: Case) {
     let Some(gpu) = gpu() else { return };
+    run_on(case, gpu);
+}
+
+/// [`run`] on `gpu`.
+fn run_on(case: Case, gpu: GpuBackend) {
     let (mut c, mut g) = trainers(&case, gpu);
     let classes = case.spec.loss.is_classification();
     assert_eq!(
@@ -374,6 +379,34 @@ fn adam_dropout_on_byte_images() {
     });
 }
 
+/// Every product that can be split over k split into 3 (2 where k is 32): the forward
+/// products with their activations and the input gradients with the activation's derivative.
+#[test]
+fn split_k_steps_match_cpu() {
+    let Some(mut gpu) = gpu() else { return };
+    gpu.set_matmul_split(Some(3));
+    run_on(
+        Case {
+            name: "adam, split-K",
+            spec: mlp(
+                64,
+                &[48, 32],
+                10,
+                Activation::Tanh,
+                0.2,
+                LossKind::SoftmaxCrossEntropy,
+            ),
+            optimizer: optimizer(OptimizerKind::Adam),
+            regularization: Regularization::default(),
+            data: tiny_digits(40, 6),
+            batch: 16,
+            epochs: 2,
+            shift: 0,
+        },
+        gpu,
+    );
+}
+
 #[test]
 fn adamw_mse_regression_with_softmax_hidden_layer() {
     run(Case {
@@ -460,12 +493,30 @@ fn fit_reports_match_cpu() {
 
 #[test]
 fn a_training_step_creates_nothing_and_moves_only_uniform_blocks() {
+    steady_state_step(None);
+}
+
+/// The same with split-K products (their scratch allocated by the first step), which launch
+/// a second dispatch each.
+#[test]
+fn a_split_k_training_step_creates_nothing_either() {
     if gpu().is_none() {
         return;
+    }
+    let split = steady_state_step(Some(2));
+    let whole = steady_state_step(Some(1));
+    assert!(split > whole, "{split} dispatches split, {whole} not");
+}
+
+/// Checks three steps after the first, returns their dispatches.
+fn steady_state_step(split: Option<usize>) -> u64 {
+    if gpu().is_none() {
+        return 0;
     }
     // A device of its own, so other tests' traffic does not count.
     let mut g = GpuBackend::new(None).unwrap();
     g.set_tuner(None);
+    g.set_matmul_split(split);
     let probe = g.share_device();
     let spec = mlp(
         64,
@@ -513,6 +564,7 @@ fn a_training_step_creates_nothing_and_moves_only_uniform_blocks() {
     // two dropout layers' streams, and the update's bias corrections (the L2 penalty rides on
     // it). Every other op repeats its shapes.
     assert_eq!(blocks, 3 * 4, "uniform blocks written in 3 steps");
+    launched
 }
 
 /// The same steps with the fusion pass on and off agree on the GPU (on the CPU they agree bit

@@ -59,13 +59,14 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// List the GPU adapters (name, backend, type, key limits) that --adapter picks from.
     Devices(devices::DevicesArgs),
-    /// Time the matmul kernels on this GPU for the products of the standard MLP, the CNN and
-    /// the wide MLP, keep the fastest per shape, and print the table.
+    /// Time the matmul kernels (three tile sizes, and split-K where the output is small and k
+    /// long) on this GPU for the products of the standard MLP, the CNN and the wide MLP, keep
+    /// the fastest per shape, and print the table.
     ///
     /// Training does the same on its own the first time a shape runs (unless WGTRAIN_TUNE=off);
     /// this does it ahead of time. Choices are cached in the user's cache directory (or the
     /// file WGTRAIN_TUNE_CACHE names) per adapter, driver and wgtrain version;
-    /// WGTRAIN_MATMUL_TILES=32|64|128 still forces one kernel.
+    /// WGTRAIN_MATMUL_TILES=32|64|128 and WGTRAIN_MATMUL_SPLIT=1..8 still force a kernel.
     Tune(tune::TuneArgs),
 }
 

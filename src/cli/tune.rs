@@ -3,7 +3,7 @@
 //! adapter's choices.
 
 use crate::backend::Backend;
-use crate::backend::gpu::{GpuBackend, MatmulTiles, tune_cache_path};
+use crate::backend::gpu::{GpuBackend, MatmulTiles, matmul_split_from_env, tune_cache_path};
 use crate::bench::{cnn_spec, standard_spec, wide_spec};
 use crate::data::{self, DataSource};
 use crate::model::ModelSpec;
@@ -36,6 +36,11 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
             "WGTRAIN_MATMUL_TILES forces one matmul kernel, so there is nothing to tune; unset it"
         );
     }
+    if matmul_split_from_env().is_some() {
+        bail!(
+            "WGTRAIN_MATMUL_SPLIT forces the matmul split-K, so there is nothing to tune; unset it"
+        );
+    }
     let mut gpu = GpuBackend::new(args.adapter).context("opening the GPU")?;
     // Tuning on here even where WGTRAIN_TUNE=off: it is what was asked for.
     let mut tuner = gpu.open_tuner(tune_cache_path());
@@ -46,8 +51,8 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     gpu.set_tuner(Some(tuner));
     let name = gpu.adapter().unwrap_or_default();
     eprintln!(
-        "tuning the matmul kernels on {name} (32x32, 64x64 and 128x128 tiles, each shape once; \
-         cached in {})",
+        "tuning the matmul kernels on {name} (32x32, 64x64 and 128x128 tiles, and split-K by 2, 4 \
+         and 8 where the output is small; each shape once; cached in {})",
         path.as_deref().unwrap_or("memory only: no cache directory")
     );
     // The bundled digits (28x28, 10 classes), which every configuration takes.
@@ -76,21 +81,30 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     }
     let choices = gpu.tuning().unwrap_or_default();
     println!(
-        "{:<28} {:>10} {:>10} {:>10}  chosen",
-        "product (m x k x n)", "32x32 us", "64x64 us", "128x128 us"
+        "{:<28} {:>10} {:>10} {:>10} {:>16}  chosen",
+        "product (m x k x n)", "32x32 us", "64x64 us", "128x128 us", "best split-K us"
     );
     for (shape, c) in &choices {
         let us = |side: &str| {
             c.us.get(side)
                 .map_or_else(|| "-".to_string(), |v| format!("{v:.1}"))
         };
+        // The fastest split candidate, by name ("32 split 4"), if any was tried.
+        let split =
+            c.us.iter()
+                .filter(|(name, _)| name.contains("split"))
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .map_or_else(|| "-".to_string(), |(name, v)| format!("{v:.1} ({name})"));
+        let chosen = if c.split > 1 {
+            format!("{0}x{0} split-K {1}", c.tiles, c.split)
+        } else {
+            format!("{0}x{0}", c.tiles)
+        };
         println!(
-            "{shape:<28} {:>10} {:>10} {:>10}  {}x{}",
+            "{shape:<28} {:>10} {:>10} {:>10} {split:>16}  {chosen}",
             us("32"),
             us("64"),
             us("128"),
-            c.tiles,
-            c.tiles
         );
     }
     Ok(())

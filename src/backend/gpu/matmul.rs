@@ -1,16 +1,18 @@
 //! Launcher of `shaders/matmul.wgsl`: tiled matrix products in the three forms the network uses
 //! (A·B, Aᵀ·B, A·Bᵀ; Aᵀ·Bᵀ too), with an optional bias and an optional epilogue (an activation,
 //! an activation's derivative, or the column sums of `a` beside the product), by one of three
-//! kernels (32x32, 64x64 or 128x128 output tiles) picked per adapter and shape; and the last
-//! layer's product with its softmax cross-entropy, in one workgroup.
+//! kernels (32x32, 64x64 or 128x128 output tiles), optionally split over k (split-K: partial
+//! products over slices of k, then a second dispatch adding them in a fixed order), picked per
+//! adapter and shape; and the last layer's product with its softmax cross-entropy, in one
+//! workgroup.
 
-use super::GpuBackend;
 use super::activation::code;
 use super::context::{KernelSpec, Shader};
 use super::tune::{self, Tuner};
+use super::{GpuBackend, WG};
 use crate::Result;
-use crate::backend::Backend;
-use crate::ops::{ColSum, Epilogue, Matmul, MatmulDims, Rules};
+use crate::backend::{Backend, Buf, DType};
+use crate::ops::{ColSum, Epilogue, Matmul, MatmulDims, OpLabel, Rules};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -18,6 +20,7 @@ use std::time::Instant;
 static SHADER: Shader = Shader {
     name: "matmul.wgsl",
     source: concat!(
+        include_str!("../../../shaders/grid.wgsl"),
         include_str!("../../../shaders/activation_fn.wgsl"),
         include_str!("../../../shaders/matmul.wgsl")
     ),
@@ -100,6 +103,9 @@ static NT_BIG: KernelSpec = spec("matmul_big_bt", "matmul_big", FORM_NT);
 static TN_BIG: KernelSpec = spec("matmul_big_at", "matmul_big", FORM_TN);
 static TT_BIG: KernelSpec = spec("matmul_big_at_bt", "matmul_big", FORM_TT);
 
+/// The sum of a split-K product's partials (read through `a`), plus bias and epilogue.
+static SPLIT_SUM: KernelSpec = spec("matmul_split_sum", "matmul_split_sum", &[]);
+
 /// Output tile sides of the three kernels, as in the shader.
 const FINE_TILE: usize = 32;
 const TILE: usize = 64;
@@ -178,6 +184,83 @@ impl MatmulTiles {
     }
 }
 
+/// Split-K by the rule of thumb: on a GPU, a product whose grid of `side` tiles has fewer than
+/// `SPLIT_TARGET` workgroups is split over k, doubling the splits while that stays under the
+/// target and each split keeps at least `SPLIT_DEPTH_MIN` values of k; software adapters (whose
+/// few threads any grid fills) never split. At batch 128 the standard MLP splits its first
+/// product (128 x 784 x 256: 32 tiles of 32 x 32, 4 splits of 196 values of k) and the CNN its
+/// first convolution's weight gradient (32 x 100352 x 9, one tile: 128 splits of 784). A
+/// guess until tuning measures it on the adapter.
+const SPLIT_TARGET: usize = 128;
+
+/// The fewest values of k a split takes by the rule of thumb: fewer, and the extra dispatch and
+/// the partials' round trip through memory cost more than the parallelism wins.
+const SPLIT_DEPTH_MIN: usize = 192;
+
+/// The most splits of one product (the grid's third dimension).
+pub const MAX_SPLIT: usize = 256;
+
+/// One way to run a product: output tile side, and the number of slices of k it is split into
+/// (1: not split).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Variant {
+    pub side: usize,
+    pub split: usize,
+}
+
+/// `WGTRAIN_MATMUL_SPLIT=N` (1 to [`MAX_SPLIT`]) forces split-K by N on every product that can
+/// be split (all but the softmax cross-entropy's, whose epilogue needs whole rows), `1`
+/// forbids it; unset leaves it to tuning or the rule, and anything else warns and does the
+/// same.
+pub fn split_from_env() -> Option<usize> {
+    let v = std::env::var("WGTRAIN_MATMUL_SPLIT").ok()?;
+    match v.parse::<usize>() {
+        Ok(s) if (1..=MAX_SPLIT).contains(&s) => Some(s),
+        _ => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                eprintln!(
+                    "warning: WGTRAIN_MATMUL_SPLIT={v:?} is not a number from 1 to {MAX_SPLIT}; ignoring it"
+                )
+            });
+            None
+        }
+    }
+}
+
+/// The splits the rule of thumb gives an m x k x n product on `side` tiles.
+fn rule_split(software: bool, side: usize, m: usize, k: usize, n: usize) -> usize {
+    if software {
+        return 1;
+    }
+    let tiles = m.div_ceil(side) * n.div_ceil(side);
+    let mut split = 1;
+    while split < MAX_SPLIT
+        && tiles * split * 2 <= SPLIT_TARGET
+        && k / (split * 2) >= SPLIT_DEPTH_MIN
+    {
+        split *= 2;
+    }
+    split
+}
+
+/// Whether `op` can be split over k: all but the softmax cross-entropy's product, whose
+/// epilogue needs whole rows of the finished product in one workgroup.
+fn splittable(op: &Matmul) -> bool {
+    !matches!(op.epilogue, Epilogue::SoftmaxCe(_))
+}
+
+/// The k values per split of a k-deep product cut into `split` (a multiple of the kernels'
+/// 16-deep staging, so no staged slice straddles two splits) and the number of splits that
+/// then hold any k (fewer than `split` where k is short).
+fn k_slices(k: usize, split: usize) -> (usize, usize) {
+    if split <= 1 || k == 0 {
+        return (k, 1);
+    }
+    let chunk = k.div_ceil(split).next_multiple_of(16);
+    (chunk, k.div_ceil(chunk))
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Dims {
@@ -198,6 +281,9 @@ struct Dims {
     acc_off: u32,
     has_grad: u32,
     scale: f32,
+    k_chunk: u32,
+    part_stride: u32,
+    splits: u32,
 }
 
 // a: (m, k) | (k, m)ᵀ, b: (k, n) | (n, k)ᵀ, bias: (n,), y: (m, n) -> c: (m, n), sums: (m,)
@@ -218,19 +304,22 @@ pub(super) fn matmul(g: &mut GpuBackend, op: &Matmul) -> Result<()> {
         }
         return Ok(());
     }
-    let tile = match op.epilogue {
+    let variant = match op.epilogue {
         // One 64-wide tile per row, so that each row's softmax sees all of it.
-        Epilogue::SoftmaxCe(_) => TILE,
+        Epilogue::SoftmaxCe(_) => Variant {
+            side: TILE,
+            split: 1,
+        },
         _ => choose(g, op)?,
     };
-    launch(g, op, tile)
+    launch(g, op, variant)
 }
 
-/// The output tile side for `op`: forced by `WGTRAIN_MATMUL_TILES`, else tuned on this adapter
-/// (timing every candidate the first time the shape runs; see `tune.rs`), else by the rule of
-/// thumb where tuning is off. While kernel timing is on, a shape not tuned yet takes the rule
-/// (the timer would count the candidates as the op).
-fn choose(g: &mut GpuBackend, op: &Matmul) -> Result<usize> {
+/// The kernel for `op`: forced by `WGTRAIN_MATMUL_TILES` and/or `WGTRAIN_MATMUL_SPLIT`, else
+/// tuned on this adapter (timing every candidate the first time the shape runs; see
+/// `tune.rs`), else by the rules of thumb where tuning is off. While kernel timing is on, a
+/// shape not tuned yet takes the rule (the timer would count the candidates as the op).
+fn choose(g: &mut GpuBackend, op: &Matmul) -> Result<Variant> {
     let MatmulDims {
         m,
         k,
@@ -239,18 +328,26 @@ fn choose(g: &mut GpuBackend, op: &Matmul) -> Result<usize> {
         trans_b,
     } = op.dims;
     let software = g.ctx.info.device_type == wgpu::DeviceType::Cpu;
-    let rule = g.matmul_tiles.side(software, m, n);
+    let side = g.matmul_tiles.side(software, m, n);
+    let auto = g.matmul_tiles == MatmulTiles::Auto && g.matmul_split.is_none();
+    let split = match g.matmul_split {
+        Some(s) => s,
+        None if g.matmul_tiles == MatmulTiles::Auto => rule_split(software, side, m, k, n),
+        None => 1,
+    };
+    let rule = Variant { side, split };
     let tuner = match &g.tuner {
-        Some(t) if g.matmul_tiles == MatmulTiles::Auto => t.clone(),
+        Some(t) if auto => t.clone(),
         _ => return Ok(rule),
     };
-    if let Some(&side) = g.chosen.get(&op.dims) {
-        return Ok(side);
+    if let Some(&v) = g.chosen.get(&op.dims) {
+        return Ok(v);
     }
     let key = tune::shape_key(trans_a, trans_b, m, k, n);
-    if let Some(side) = lock(&tuner).get(&key) {
-        g.chosen.insert(op.dims, side);
-        return Ok(side);
+    if let Some((side, split)) = lock(&tuner).get(&key) {
+        let v = Variant { side, split };
+        g.chosen.insert(op.dims, v);
+        return Ok(v);
     }
     if g.rec.timer.is_some() {
         return Ok(rule);
@@ -259,38 +356,62 @@ fn choose(g: &mut GpuBackend, op: &Matmul) -> Result<usize> {
     g.sync()?;
     let mut us = BTreeMap::new();
     let mut best = (f64::INFINITY, rule);
-    let timed = |g: &mut GpuBackend, side: usize, times: usize| -> Result<f64> {
+    let timed = |g: &mut GpuBackend, v: Variant, times: usize| -> Result<f64> {
         let started = Instant::now();
         for _ in 0..times {
-            launch(g, op, side)?;
+            launch(g, op, v)?;
         }
         g.sync()?;
         Ok(started.elapsed().as_secs_f64() * 1e6 / times as f64)
     };
-    for side in tune::CANDIDATES {
-        // Compiles the pipeline and warms the caches.
-        timed(g, side, 1)?;
-        // One dispatch; a short one again, several in one submission, for a steadier mean.
-        let mut t = timed(g, side, 1)?;
+    for (side, split) in tune::candidates(m, k, n, splittable(op)) {
+        let v = Variant { side, split };
+        // Compiles the pipelines and warms the caches.
+        timed(g, v, 1)?;
+        // One run; a short one again, several in one submission, for a steadier mean.
+        let mut t = timed(g, v, 1)?;
         if t < tune::ONE_IS_ENOUGH_US {
-            t = timed(g, side, tune::REPEATS)?;
+            t = timed(g, v, tune::REPEATS)?;
         }
-        us.insert(side.to_string(), t);
+        us.insert(tune::candidate_name(side, split), t);
         if t < best.0 {
-            best = (t, side);
+            best = (t, v);
         }
     }
-    lock(&tuner).insert(key, tune::Choice { tiles: best.1, us });
-    g.chosen.insert(op.dims, best.1);
-    Ok(best.1)
+    let v = best.1;
+    let choice = tune::Choice {
+        tiles: v.side,
+        split: v.split,
+        us,
+    };
+    lock(&tuner).insert(key, choice);
+    g.chosen.insert(op.dims, v);
+    Ok(v)
 }
 
 fn lock(t: &Mutex<Tuner>) -> std::sync::MutexGuard<'_, Tuner> {
     t.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Records `op` with the kernel of `tile` x `tile` output tiles (64 for a loss epilogue).
-fn launch(g: &mut GpuBackend, op: &Matmul, tile: usize) -> Result<()> {
+impl GpuBackend {
+    /// `len` words of the scratch buffer that split-K products keep their partials in, grown
+    /// (a new allocation, the old one left to its pending dispatches) when too small. Allocated
+    /// by the first split product, so a training step's later replays create nothing.
+    fn split_scratch(&mut self, len: usize) -> Result<Buf> {
+        match self.split_scratch {
+            Some(b) if b.len() >= len => Ok(b.slice(0, len)),
+            _ => {
+                let b = self.allocate(DType::F32, len, "split-K partial products")?;
+                self.split_scratch = Some(b);
+                Ok(b)
+            }
+        }
+    }
+}
+
+/// Records `op` with `v`'s kernel (64 x 64 tiles, unsplit, for a loss epilogue); split over k
+/// only where `op` can be (a forced split is ignored where it cannot).
+fn launch(g: &mut GpuBackend, op: &Matmul, v: Variant) -> Result<()> {
     let Matmul {
         a,
         b,
@@ -300,6 +421,7 @@ fn launch(g: &mut GpuBackend, op: &Matmul, tile: usize) -> Result<()> {
         epilogue,
     } = *op;
     let MatmulDims { m, k, n, .. } = d;
+    let tile = v.side;
     let (epi, act, y, sums) = match epilogue {
         Epilogue::None => (0, 0, None, None),
         Epilogue::Act(act) => (1, code(act), None, None),
@@ -347,6 +469,9 @@ fn launch(g: &mut GpuBackend, op: &Matmul, tile: usize) -> Result<()> {
         acc_off: loss.map_or(0, |l| l.acc.offset),
         has_grad: loss.is_some_and(|l| l.grad.is_some()) as u32,
         scale: 1.0 / m as f32,
+        k_chunk: k as u32,
+        part_stride: 0,
+        splits: 1,
     };
     if let Some(loss) = loss {
         // One workgroup, which loops over every tile of c.
@@ -369,18 +494,111 @@ fn launch(g: &mut GpuBackend, op: &Matmul, tile: usize) -> Result<()> {
     }
     // The kernel loops over tiles beyond the grid, so any m and n fit.
     let groups = [g.tiles(n.div_ceil(tile)), g.tiles(m.div_ceil(tile)), 1];
+    // (A loss epilogue, which cannot be split, returned above.)
+    let (k_chunk, splits) = k_slices(k, v.split);
+    if splits == 1 {
+        return g.record(
+            spec,
+            &[Some(a), Some(b), bias, Some(c), y, sums],
+            &dims,
+            groups,
+            || op.cost(),
+        );
+    }
+    // Split-K: the partial products into scratch (no bias, no epilogue), split z at z m n,
+    // and with column sums the splits' partial sums after them, split z's at z m...
+    let part = m * n;
+    let sum_words = if sums.is_some() { m } else { 0 };
+    let scratch = g.split_scratch(splits * (part + sum_words))?;
+    let partials = Dims {
+        has_bias: 0,
+        bias_off: 0,
+        c_off: scratch.offset,
+        epilogue: if sums.is_some() { 3 } else { 0 },
+        act: 0,
+        y_off: 0,
+        sums_off: scratch.offset + (splits * part) as u32,
+        k_chunk: k_chunk as u32,
+        part_stride: part as u32,
+        splits: splits as u32,
+        ..dims
+    };
+    let scratch_sums = sums.map(|_| scratch);
     g.record(
         spec,
-        &[Some(a), Some(b), bias, Some(c), y, sums],
-        &dims,
-        groups,
-        || op.cost(),
+        &[Some(a), Some(b), None, Some(scratch), None, scratch_sums],
+        &partials,
+        [groups[0], groups[1], splits as u32],
+        || {
+            let mut l = op.cost();
+            l.name += &format!(" split-K {splits}");
+            l.bytes += crate::ops::words((splits - 1) * (part + sum_words));
+            l
+        },
+    )?;
+    // ... then their sum in order, with the bias and the epilogue.
+    let sum = Dims {
+        a_off: scratch.offset,
+        k_chunk: k_chunk as u32,
+        part_stride: part as u32,
+        splits: splits as u32,
+        ..dims
+    };
+    // The kernel loops where the grid is smaller, so cap it at what two dimensions hold.
+    let most = WG * (g.rec.max_groups as usize).pow(2);
+    let grid = g.grid((part + sum_words).min(most), WG)?;
+    g.record(
+        &SPLIT_SUM,
+        &[Some(scratch), None, bias, Some(c), y, sums],
+        &sum,
+        grid,
+        || {
+            let bias_words = if bias.is_some() { n } else { 0 };
+            let reads = splits * (part + sum_words) + bias_words;
+            OpLabel::new(
+                format!("matmul split-K sum {splits}x{m}x{n}"),
+                ((splits - 1) * (part + sum_words)) as f64,
+                crate::ops::words(reads + part + sum_words),
+            )
+        },
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::MatmulTiles::{Auto, Big, Fine, Small};
+    use super::{k_slices, rule_split};
+
+    #[test]
+    fn k_is_cut_into_slices_of_whole_staged_steps() {
+        assert_eq!(k_slices(784, 4), (208, 4));
+        assert_eq!(k_slices(100, 4), (32, 4));
+        assert_eq!(k_slices(65, 3), (32, 3));
+        // Short k: fewer slices than asked, or none.
+        assert_eq!(k_slices(17, 3), (16, 2));
+        assert_eq!(k_slices(16, 8), (16, 1));
+        assert_eq!(k_slices(1, 2), (16, 1));
+        assert_eq!(k_slices(0, 4), (0, 1));
+        assert_eq!(k_slices(300, 1), (300, 1));
+    }
+
+    #[test]
+    fn the_rule_splits_long_products_of_small_outputs_on_gpus_only() {
+        // The standard MLP's first product at batch 128: 32 tiles of 32 x 32 -> 4 x 196 deep.
+        assert_eq!(rule_split(false, 32, 128, 784, 256), 4);
+        assert_eq!(rule_split(true, 64, 128, 784, 256), 1);
+        // Its second (k = 256: slices would be under 192 deep) and the input gradients.
+        assert_eq!(rule_split(false, 32, 128, 256, 128), 1);
+        assert_eq!(rule_split(false, 32, 128, 128, 256), 1);
+        // Batch 1: one tile, k = 4096 -> 16 slices of 256.
+        assert_eq!(rule_split(false, 32, 1, 4096, 10), 16);
+        // The CNN's first weight gradient at batch 128: one tile, k = 128 x 28 x 28.
+        assert_eq!(rule_split(false, 32, 32, 100_352, 9), 128);
+        // Its second: 18 tiles.
+        assert_eq!(rule_split(false, 32, 64, 25_088, 288), 4);
+        // Enough tiles already.
+        assert_eq!(rule_split(false, 32, 1024, 4096, 4096), 1);
+    }
 
     #[test]
     fn auto_picks_the_tiles_that_fill_the_device() {

@@ -26,7 +26,9 @@ use super::{Backend, Buf, DType, KernelTime, check_write};
 use crate::Result;
 use crate::ops::Op;
 use context::Context;
-pub use matmul::MatmulTiles;
+pub use matmul::{
+    MAX_SPLIT as MAX_MATMUL_SPLIT, MatmulTiles, split_from_env as matmul_split_from_env,
+};
 use recorder::Recorder;
 use std::sync::{Arc, Mutex};
 pub use tune::{Choice, Tuner, default_path as tune_cache_path};
@@ -46,7 +48,11 @@ pub struct GpuBackend {
     tuner: Option<Arc<Mutex<Tuner>>>,
     /// The tuner's choices this backend has used, by shape: a step looks each product up here
     /// instead of formatting its key and locking the tuner.
-    chosen: std::collections::HashMap<crate::ops::MatmulDims, usize>,
+    chosen: std::collections::HashMap<crate::ops::MatmulDims, matmul::Variant>,
+    /// The split-K factor `WGTRAIN_MATMUL_SPLIT` forces, if any.
+    matmul_split: Option<usize>,
+    /// Where split-K products keep their partial products (allocated by the first).
+    split_scratch: Option<Buf>,
 }
 
 impl GpuBackend {
@@ -75,6 +81,8 @@ impl GpuBackend {
             matmul_tiles: MatmulTiles::from_env(),
             tuner,
             chosen: Default::default(),
+            matmul_split: matmul::split_from_env(),
+            split_scratch: None,
         }
     }
 
@@ -120,6 +128,15 @@ impl GpuBackend {
     #[doc(hidden)]
     pub fn set_matmul_tiles(&mut self, tiles: MatmulTiles) {
         self.matmul_tiles = tiles;
+        self.chosen.clear();
+    }
+
+    /// Forces split-K by `split` on the products that can be split (`Some(1)`: never split),
+    /// or leaves it to tuning and the rule of thumb (`None`), as `WGTRAIN_MATMUL_SPLIT` does.
+    #[doc(hidden)]
+    pub fn set_matmul_split(&mut self, split: Option<usize>) {
+        assert!(split.is_none_or(|s| (1..=matmul::MAX_SPLIT).contains(&s)));
+        self.matmul_split = split;
         self.chosen.clear();
     }
 

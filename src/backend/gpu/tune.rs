@@ -1,6 +1,7 @@
 //! Matmul autotuning per adapter: the first time a product of a new shape runs on an adapter,
-//! each of the three kernels (32 x 32, 64 x 64 and 128 x 128 output tiles) is timed on it and
-//! the fastest is kept, in memory and in a JSON file in the user's cache directory
+//! each of the three kernels (32 x 32, 64 x 64 and 128 x 128 output tiles), and where the
+//! output is small and k long the 32 x 32 and 64 x 64 kernels split over k ([`candidates`]),
+//! is timed on it and the fastest is kept, in memory and in a JSON file in the user's cache directory
 //! (`~/.cache/wgtrain/matmul-tiles.json` on Linux; `WGTRAIN_TUNE_CACHE` names another file),
 //! under a key of adapter, driver and wgtrain version, so a new driver or a new wgtrain tunes
 //! again. `WGTRAIN_TUNE=off` turns tuning off (each product then picks by the rule of thumb of
@@ -27,6 +28,50 @@ use std::path::{Path, PathBuf};
 /// The tile sides tried, as `WGTRAIN_MATMUL_TILES` names them.
 pub const CANDIDATES: [usize; 3] = [32, 64, 128];
 
+/// Split-K is tried on the two smaller tiles with up to this many workgroups in all: the
+/// biggest GPUs have 100-odd compute units (an H200 132).
+const SPLIT_WORKGROUPS: usize = 256;
+
+/// Nor with fewer values of k per split than this.
+const SPLIT_DEPTH: usize = 64;
+
+/// The (tile side, splits) candidates for an m x k x n product; `splittable`: whether its
+/// epilogue allows split-K. Besides the three kernels unsplit, each of the two smaller ones
+/// split by the largest power of two that keeps to [`SPLIT_WORKGROUPS`] and [`SPLIT_DEPTH`]
+/// (and [`super::matmul::MAX_SPLIT`]), and by its half and quarter (2 at least).
+pub fn candidates(m: usize, k: usize, n: usize, splittable: bool) -> Vec<(usize, usize)> {
+    let mut all: Vec<_> = CANDIDATES.iter().map(|&side| (side, 1)).collect();
+    if !splittable {
+        return all;
+    }
+    for side in [32, 64] {
+        let tiles = m.div_ceil(side) * n.div_ceil(side);
+        let mut top = 1;
+        while top * 2 <= super::matmul::MAX_SPLIT
+            && tiles * top * 2 <= SPLIT_WORKGROUPS
+            && k / (top * 2) >= SPLIT_DEPTH
+        {
+            top *= 2;
+        }
+        for split in [top / 4, top / 2, top] {
+            if split >= 2 {
+                all.push((side, split));
+            }
+        }
+    }
+    all
+}
+
+/// A candidate's name in [`Choice::us`]: the tile side ("32"), and the splits where split
+/// ("32 split 4").
+pub fn candidate_name(side: usize, split: usize) -> String {
+    if split > 1 {
+        format!("{side} split {split}")
+    } else {
+        side.to_string()
+    }
+}
+
 /// Dispatches timed together per candidate where one is short.
 pub const REPEATS: usize = 5;
 
@@ -42,8 +87,16 @@ const FORMAT: u32 = 1;
 pub struct Choice {
     /// The output tile side chosen: 32, 64 or 128.
     pub tiles: usize,
-    /// Microseconds per dispatch of each candidate, by tile side ("32", "64", "128").
+    /// The slices of k the product is split into (split-K; 1: not split).
+    #[serde(default = "one")]
+    pub split: usize,
+    /// Microseconds per run of each candidate (both dispatches of a split one), by
+    /// [`candidate_name`] ("32", "64", "128", "32 split 4", ...).
     pub us: BTreeMap<String, f64>,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The cache file: per adapter key, per shape, the choice.
@@ -121,11 +174,13 @@ impl Tuner {
         tuner
     }
 
-    /// The kernel chosen for `shape` ([`shape_key`]), if tuned (a side that is no candidate,
-    /// from a hand-edited file, counts as untuned).
-    pub fn get(&self, shape: &str) -> Option<usize> {
-        let tiles = self.choices.get(shape)?.tiles;
-        CANDIDATES.contains(&tiles).then_some(tiles)
+    /// The kernel chosen for `shape` ([`shape_key`]) as (tile side, splits), if tuned (a side
+    /// or split that is no candidate, from a hand-edited file, counts as untuned).
+    pub fn get(&self, shape: &str) -> Option<(usize, usize)> {
+        let c = self.choices.get(shape)?;
+        let splits = 1..=super::matmul::MAX_SPLIT;
+        let valid = CANDIDATES.contains(&c.tiles) && splits.contains(&c.split);
+        valid.then_some((c.tiles, c.split))
     }
 
     /// Every choice for this adapter, by shape.
@@ -217,8 +272,47 @@ mod tests {
     fn choice(tiles: usize) -> Choice {
         Choice {
             tiles,
+            split: 1,
             us: CANDIDATES.iter().map(|c| (c.to_string(), 1.0)).collect(),
         }
+    }
+
+    #[test]
+    fn split_candidates_fill_a_big_gpu_at_most() {
+        let split = |m, k, n| -> Vec<(usize, usize)> {
+            candidates(m, k, n, true)
+                .into_iter()
+                .filter(|c| c.1 > 1)
+                .collect()
+        };
+        // The standard MLP's first product at batch 128: 32 tiles of 32 x 32, 8 of 64 x 64;
+        // k / 8 = 98 >= 64.
+        assert_eq!(
+            split(128, 784, 256),
+            [(32, 2), (32, 4), (32, 8), (64, 2), (64, 4), (64, 8)]
+        );
+        // The CNN's first weight gradient: one tile, k = 100352: up to 256 splits.
+        assert_eq!(
+            split(32, 100_352, 9),
+            [
+                (32, 64),
+                (32, 128),
+                (32, 256),
+                (64, 64),
+                (64, 128),
+                (64, 256)
+            ]
+        );
+        // Short k: 2 only, or nothing.
+        assert_eq!(split(10, 128, 10), [(32, 2), (64, 2)]);
+        assert!(split(10, 127, 10).is_empty());
+        // Enough tiles already (1024 of 32 x 32, 256 of 64 x 64), and the loss's product,
+        // which cannot split.
+        assert!(split(1024, 4096, 1024).is_empty());
+        assert_eq!(
+            candidates(128, 784, 10, false),
+            [(32, 1), (64, 1), (128, 1)]
+        );
     }
 
     #[test]
@@ -231,11 +325,11 @@ mod tests {
         b.insert("A·B 1x1x1".into(), choice(128));
         // Reopened: each adapter sees its own; another driver sees nothing.
         let a2 = Tuner::open(Some(path.clone()), "gpu a", "driver 1");
-        assert_eq!(a2.get("A·Bᵀ 128x784x256"), Some(32));
+        assert_eq!(a2.get("A·Bᵀ 128x784x256"), Some((32, 1)));
         assert_eq!(a2.get("A·B 1x1x1"), None);
         assert_eq!(
             Tuner::open(Some(path.clone()), "gpu b", "driver 1").get("A·B 1x1x1"),
-            Some(128)
+            Some((128, 1))
         );
         assert!(
             Tuner::open(Some(path.clone()), "gpu a", "driver 2")
@@ -273,7 +367,7 @@ mod tests {
         assert!(t.choices().is_empty());
         t.insert("A·B 3x3x3".into(), choice(32));
         let reread = Tuner::open(Some(path.clone()), "gpu", "driver");
-        assert_eq!(reread.get("A·B 3x3x3"), Some(32));
+        assert_eq!(reread.get("A·B 3x3x3"), Some((32, 1)));
         // A side that is no kernel's is no choice.
         t.insert("A·B 5x5x5".into(), choice(77));
         assert_eq!(t.get("A·B 5x5x5"), None);
@@ -294,7 +388,7 @@ mod tests {
         std::fs::create_dir(&path).unwrap();
         let mut t = Tuner::open(Some(path), "gpu", "driver");
         t.insert("A·B 4x4x4".into(), choice(64));
-        assert_eq!(t.get("A·B 4x4x4"), Some(64));
+        assert_eq!(t.get("A·B 4x4x4"), Some((64, 1)));
         assert!(t.path().is_none());
     }
 }
