@@ -62,6 +62,18 @@ struct Dims {
     k_chunk: u32,
     part_stride: u32,
     splits: u32,
+    // IM2COL only: the window whose patch matrix op(a) is, over the NHWC images in `a`.
+    img_h: u32,
+    img_w: u32,
+    img_c: u32,
+    win_h: u32,
+    win_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_h: u32,
+    pad_w: u32,
+    out_h: u32,
+    out_w: u32,
 }
 
 const EPI_NONE: u32 = 0u;
@@ -71,6 +83,9 @@ const EPI_SUMS: u32 = 3u;
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
+// Implicit GEMM: op(a) is the patch matrix of the images in `a` (a convolution's forward),
+// read in place by the tile loader instead of from an im2col buffer. Not with TRANS_A.
+override IM2COL: bool = false;
 
 @group(0) @binding(0) var<uniform> d: Dims;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -101,10 +116,39 @@ fn a_at(i: u32, kk: u32) -> f32 {
     if i >= d.m || kk >= d.k {
         return 0.0;
     }
+    if IM2COL {
+        return patch_at(i, kk);
+    }
     if TRANS_A {
         return a[d.a_off + kk * d.m + i];
     }
     return a[d.a_off + i * d.k + kk];
+}
+
+// Entry (i, kk) of the patch matrix of the images in `a` (NHWC): output position
+// i = (image, oy, ox), window offset kk = (ky, kx, channel); 0 in the padding. The same
+// entries as Im2Row's (src/ops/conv.rs, shaders/conv.wgsl).
+fn patch_at(i: u32, kk: u32) -> f32 {
+    let ox = i % d.out_w;
+    let rest = i / d.out_w;
+    let oy = rest % d.out_h;
+    let img = rest / d.out_h;
+    let ch = kk % d.img_c;
+    let offset = kk / d.img_c;
+    let kx = offset % d.win_w;
+    let ky = offset / d.win_w;
+    // In padded coordinates first: unsigned, so the padding is tested before subtracting it.
+    let py = oy * d.stride_h + ky;
+    let px = ox * d.stride_w + kx;
+    if py < d.pad_h || px < d.pad_w {
+        return 0.0;
+    }
+    let y = py - d.pad_h;
+    let x = px - d.pad_w;
+    if y >= d.img_h || x >= d.img_w {
+        return 0.0;
+    }
+    return a[d.a_off + ((img * d.img_h + y) * d.img_w + x) * d.img_c + ch];
 }
 
 fn b_at(kk: u32, j: u32) -> f32 {

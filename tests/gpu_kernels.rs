@@ -1102,6 +1102,7 @@ fn matmul_with_softmax_cross_entropy_matches_cpu() {
                         grad: grad.map(|x| pick(x, g)),
                         acc: pick(acc, g),
                     }),
+                    patches: None,
                 });
                 let what = format!(
                     "matmul + softmax-CE m={m} k={k} n={n} trans_a={ta} trans_b={tb} bias={} grad={with_grad}",
@@ -1515,6 +1516,48 @@ fn im2col_and_col2im_match_cpu() {
         });
         // Both sum each input's entries in the order of their positions.
         p.check(&format!("col2im {g:?}"), dx, 1e-6, 1e-6);
+    }
+}
+
+/// Implicit GEMM: a convolution's forward reading its patches from the images in place
+/// (`Matmul::patches`), with bias and ReLU, on every kernel and split over k, against the
+/// CPU's (which builds the patch matrix), over every window of `conv_windows`.
+#[test]
+fn implicit_patches_convolution_matches_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(22);
+    let variants = [
+        (MatmulTiles::Fine, Some(1)),
+        (MatmulTiles::Small, Some(1)),
+        (MatmulTiles::Big, Some(1)),
+        (MatmulTiles::Small, Some(3)),
+    ];
+    for (i, g) in conv_windows().into_iter().enumerate() {
+        let (tiles, split) = variants[i % variants.len()];
+        p.gpu.set_matmul_tiles(tiles);
+        p.gpu.set_matmul_split(split);
+        let out = [1, 5, 33][i % 3];
+        let x = p
+            .f32s(&uniform(&mut rng, g.input_len() + 3, -1.0, 1.0))
+            .slice(3, g.input_len());
+        let w = p.f32s(&uniform(&mut rng, out * g.patch(), -1.0, 1.0));
+        let bias = p.f32s(&uniform(&mut rng, out, -1.0, 1.0));
+        let z = p.out(g.positions() * out + 1).slice(1, g.positions() * out);
+        let dims = MatmulDims {
+            m: g.positions(),
+            k: g.patch(),
+            n: out,
+            trans_a: false,
+            trans_b: true,
+        };
+        p.run(|on| Matmul {
+            bias: Some(pick(bias, on)),
+            epilogue: Epilogue::Act(Activation::Relu),
+            patches: Some(g),
+            ..Matmul::new(pick(x, on), pick(w, on), pick(z, on), dims)
+        });
+        let what = format!("implicit conv {g:?} out {out} {tiles:?} split {split:?}");
+        p.check(&what, z, 2e-6 * g.patch() as f32, REL);
     }
 }
 

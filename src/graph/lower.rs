@@ -221,10 +221,8 @@ pub fn lower(
                 let g = window(layer, shape, rows);
                 let (w, bias) = slot_views(&mut b, layout, params, slot, "");
                 slot += 1;
-                let cols = b.temp(format!("layer {i} patches"), g.positions() * g.patch());
-                b.op(Im2Row { x: cur, cols, g });
                 let z = b.temp(format!("layer {i} out"), g.positions() * out_channels);
-                // patches: (batch·oh·ow, c·kh·kw) · Wᵀ with W: (out, c·kh·kw)
+                // patches: (batch·oh·ow, kh·kw·c) · Wᵀ with W: (out, kh·kw·c)
                 //   -> (batch·oh·ow, out), channels-last images
                 let dims = MatmulDims {
                     m: g.positions(),
@@ -233,11 +231,23 @@ pub fn lower(
                     trans_a: false,
                     trans_b: true,
                 };
-                b.op(Matmul {
-                    bias: Some(bias),
-                    ..Matmul::new(cols, w, z, dims)
-                });
-                kept[i] = Some(cols);
+                if train {
+                    // The weight gradient needs the patches: an explicit im2col buffer, kept.
+                    let cols = b.temp(format!("layer {i} patches"), g.positions() * g.patch());
+                    b.op(Im2Row { x: cur, cols, g });
+                    b.op(Matmul {
+                        bias: Some(bias),
+                        ..Matmul::new(cols, w, z, dims)
+                    });
+                    kept[i] = Some(cols);
+                } else {
+                    // Nothing needs them afterwards: read in place (implicit GEMM).
+                    b.op(Matmul {
+                        bias: Some(bias),
+                        patches: Some(g),
+                        ..Matmul::new(cur, w, z, dims)
+                    });
+                }
                 cur = z;
             }
             Layer::MaxPool2d { .. } => {

@@ -1,7 +1,9 @@
 //! Convolution by explicit im2col ("im2row" in our channels-last layout): the patches a 2-D
 //! convolution sees become the rows of a matrix, so the convolution itself is the same matrix
 //! product as a Dense layer's (and its gradients are too), and the scatter back (col2im) sums
-//! each input's contributions.
+//! each input's contributions. Where nothing needs the patches afterwards (evaluation), the
+//! product reads them from the images in place instead ([`super::Matmul::patches`], implicit
+//! GEMM), with the same entries as `fill_patches`.
 //!
 //! Images are NHWC (channels last): element `(b, y, x, ci)` of a batch of `h x w` images with
 //! `c` channels is at `((b·h + y)·w + x)·c + ci`. A patch row lists its inputs in `(ky, kx, ci)`
@@ -188,30 +190,36 @@ impl Rules for Im2Row {
     // x: (batch, h, w, c) -> cols: (batch·oh·ow, kh·kw·c)
     fn cpu(&self, m: &mut CpuMem) {
         let g = self.g;
-        let (oh, ow, k, c) = (g.oh(), g.ow(), g.patch(), g.c);
-        let image = g.h * g.w * c;
         m.with_dst(self.cols, |m, cols| {
             let x = &m.f32s(self.x)[..g.input_len()];
-            // One output row of patches at a time, in parallel: rows are independent.
-            cols[..g.positions() * k]
-                .par_chunks_mut(ow * k)
-                .enumerate()
-                .for_each(|(row, out)| {
-                    let (b, oy) = (row / oh, row % oh);
-                    let img = &x[b * image..(b + 1) * image];
-                    for (ox, patch) in out.chunks_exact_mut(k).enumerate() {
-                        // Each window offset's channels, one contiguous run.
-                        for (offset, run) in patch.chunks_exact_mut(c).enumerate() {
-                            let (ky, kx) = (offset / g.kw, offset % g.kw);
-                            match g.source(oy, ox, ky, kx) {
-                                Some((y, x)) => run.copy_from_slice(&img[(y * g.w + x) * c..][..c]),
-                                None => run.fill(0.0),
-                            }
-                        }
-                    }
-                });
+            fill_patches(g, x, &mut cols[..g.positions() * g.patch()]);
         });
     }
+}
+
+/// Writes the patch matrix of the images `x` under `g` into `cols`: [`Im2Row`]'s reference,
+/// also the CPU's reading of a matmul over implicit patches.
+/// x: (batch, h, w, c) -> cols: (batch·oh·ow, kh·kw·c)
+pub(crate) fn fill_patches(g: Window, x: &[f32], cols: &mut [f32]) {
+    let (oh, ow, k, c) = (g.oh(), g.ow(), g.patch(), g.c);
+    let image = g.h * g.w * c;
+    // One output row of patches at a time, in parallel: rows are independent.
+    cols.par_chunks_mut(ow * k)
+        .enumerate()
+        .for_each(|(row, out)| {
+            let (b, oy) = (row / oh, row % oh);
+            let img = &x[b * image..(b + 1) * image];
+            for (ox, patch) in out.chunks_exact_mut(k).enumerate() {
+                // Each window offset's channels, one contiguous run.
+                for (offset, run) in patch.chunks_exact_mut(c).enumerate() {
+                    let (ky, kx) = (offset / g.kw, offset % g.kw);
+                    match g.source(oy, ox, ky, kx) {
+                        Some((y, x)) => run.copy_from_slice(&img[(y * g.w + x) * c..][..c]),
+                        None => run.fill(0.0),
+                    }
+                }
+            }
+        });
 }
 
 impl Rules for Row2Im {

@@ -88,6 +88,12 @@ pub struct Matmul {
     pub dims: MatmulDims,
     /// What runs on the product before it is stored in `c`.
     pub epilogue: Epilogue,
+    /// Implicit GEMM: `a` is a batch of NHWC images and `op(a)` is their patch matrix under
+    /// this window ([`super::Im2Row`]'s `cols`; m = positions, k = patch), which the product
+    /// reads from the images in place instead of from an im2col buffer: a convolution's
+    /// forward where nothing needs the patches afterwards (evaluation, prediction). Not with
+    /// `trans_a` or column sums.
+    pub patches: Option<super::Window>,
 }
 
 impl Matmul {
@@ -118,8 +124,14 @@ impl Matmul {
             c,
             dims,
             epilogue: Epilogue::None,
+            patches: None,
         }
     }
+}
+
+thread_local! {
+    /// The CPU's patch matrix of a product over implicit patches, kept for the next.
+    static PATCHES: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 fn form(d: &MatmulDims) -> &'static str {
@@ -155,7 +167,28 @@ impl Rules for Matmul {
 
     fn check(&self) -> Result<()> {
         let MatmulDims { m, k, n, .. } = self.dims;
-        need("matmul a", self.a, m * k, DType::F32)?;
+        match self.patches {
+            None => need("matmul a", self.a, m * k, DType::F32)?,
+            Some(g) => {
+                g.check()?;
+                if self.dims.trans_a || matches!(self.epilogue, Epilogue::ColSums(_)) {
+                    return Err(Error::Shape(
+                        "a matmul over implicit patches takes them untransposed, without \
+                         column sums"
+                            .into(),
+                    ));
+                }
+                if (m, k) != (g.positions(), g.patch()) {
+                    return Err(Error::Shape(format!(
+                        "a matmul over the patches of {} needs m = {} and k = {}, not {m} and {k}",
+                        g.describe(),
+                        g.positions(),
+                        g.patch()
+                    )));
+                }
+                need("matmul a (images)", self.a, g.input_len(), DType::F32)?;
+            }
+        }
         need("matmul b", self.b, k * n, DType::F32)?;
         need("matmul c", self.c, m * n, DType::F32)?;
         distinct("matmul c", self.c, &[self.a, self.b])?;
@@ -216,8 +249,13 @@ impl Rules for Matmul {
         let MatmulDims { m, k, n, .. } = *d;
         let bias = if self.bias.is_some() { " +bias" } else { "" };
         let mut name = format!("matmul {} {m}x{k}x{n}{bias}", form(d));
+        // Implicit patches: the images are what is read.
+        let a_len = self.patches.map_or(m * k, |g| g.input_len());
+        if self.patches.is_some() {
+            name += " (implicit im2col)";
+        }
         let mut bytes =
-            words(m * k + k * n + m * n) + if self.bias.is_some() { words(n) } else { 0.0 };
+            words(a_len + k * n + m * n) + if self.bias.is_some() { words(n) } else { 0.0 };
         match self.epilogue {
             Epilogue::None => {}
             Epilogue::Act(act) => name += &format!(" +{}", act_name(act)),
@@ -244,7 +282,18 @@ impl Rules for Matmul {
         let d = self.dims;
         mem.with_dst(self.c, |mem, out| {
             let out = &mut out[..m * n];
-            let a = &mem.f32s(self.a)[..m * k];
+            // Implicit patches: the reference builds the patch matrix, as Im2Row does, in a
+            // buffer kept from call to call (fresh megabytes per batch cost page faults).
+            let mut scratch = PATCHES.take();
+            let a = match self.patches {
+                None => &mem.f32s(self.a)[..m * k],
+                Some(g) => {
+                    scratch.resize(scratch.len().max(m * k), 0.0);
+                    let x = &mem.f32s(self.a)[..g.input_len()];
+                    super::conv::fill_patches(g, x, &mut scratch[..m * k]);
+                    &scratch[..m * k]
+                }
+            };
             let b = &mem.f32s(self.b)[..k * n];
             let av = if d.trans_a {
                 ArrayView2::from_shape((k, m), a).map(|v| v.reversed_axes())
@@ -276,6 +325,7 @@ impl Rules for Matmul {
                 }
                 Epilogue::None | Epilogue::ColSums(_) | Epilogue::SoftmaxCe(_) => {}
             }
+            PATCHES.set(scratch);
         });
         match self.epilogue {
             // a is stored (k, m): its column sums are the row sums of op(a).
@@ -489,5 +539,78 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A product over implicit patches is the product over Im2Row's patch matrix, bit for
+    /// bit; the plan refuses one transposed, with column sums, or of the wrong shape.
+    #[test]
+    fn implicit_patches_are_the_im2col_product() {
+        use crate::ops::{Im2Row, Window};
+        let g = Window {
+            batch: 2,
+            h: 9,
+            w: 7,
+            c: 3,
+            kh: 3,
+            kw: 2,
+            sh: 2,
+            sw: 1,
+            ph: 1,
+            pw: 1,
+        };
+        let (m, k, n) = (g.positions(), g.patch(), 5);
+        let mut rng = Rng::new(9);
+        let mut rand =
+            |len: usize| -> Vec<f32> { (0..len).map(|_| rng.next_f64() as f32 - 0.5).collect() };
+        let mut be = CpuBackend::new();
+        let buf = |be: &mut CpuBackend, data: &[f32]| {
+            let b = be.alloc(DType::F32, data.len(), "t").unwrap();
+            be.write_f32(b, data).unwrap();
+            b
+        };
+        let x = buf(&mut be, &rand(g.input_len()));
+        let w = buf(&mut be, &rand(n * k));
+        let bias = buf(&mut be, &rand(n));
+        let cols = buf(&mut be, &vec![0.0; m * k]);
+        let c1 = buf(&mut be, &vec![0.0; m * n]);
+        let c2 = buf(&mut be, &vec![0.0; m * n]);
+        let dims = MatmulDims {
+            m,
+            k,
+            n,
+            trans_a: false,
+            trans_b: true,
+        };
+        crate::ops::run(&mut be, Im2Row { x, cols, g }).unwrap();
+        let product = |a, c| Matmul {
+            bias: Some(bias),
+            epilogue: Epilogue::Act(Activation::Tanh),
+            ..Matmul::new(a, w, c, dims)
+        };
+        crate::ops::run(&mut be, product(cols, c1)).unwrap();
+        let implicit = Matmul {
+            patches: Some(g),
+            ..product(x, c2)
+        };
+        crate::ops::run(&mut be, implicit.clone()).unwrap();
+        assert_eq!(be.read_f32(c1).unwrap(), be.read_f32(c2).unwrap());
+        let refused = |op: Matmul| {
+            let e = op.check().unwrap_err().to_string();
+            assert!(
+                e.contains("implicit patches") || e.contains("needs m"),
+                "{e}"
+            );
+        };
+        refused(Matmul {
+            dims: MatmulDims {
+                trans_a: true,
+                ..dims
+            },
+            ..implicit.clone()
+        });
+        refused(Matmul {
+            dims: MatmulDims { m: m - 1, ..dims },
+            ..implicit.clone()
+        });
     }
 }

@@ -12,7 +12,7 @@ use super::tune::{self, Tuner};
 use super::{GpuBackend, WG};
 use crate::Result;
 use crate::backend::{Backend, Buf, DType};
-use crate::ops::{ColSum, Epilogue, Matmul, MatmulDims, OpLabel, Rules};
+use crate::ops::{ColSum, Epilogue, Matmul, MatmulDims, OpLabel, Rules, Window};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -81,6 +81,13 @@ const FINE_NN: &[(&str, f64)] = &[("TRANS_A", 0.0), ("TRANS_B", 0.0), ("SIDE", 8
 const FINE_NT: &[(&str, f64)] = &[("TRANS_A", 0.0), ("TRANS_B", 1.0), ("SIDE", 8.0)];
 const FINE_TN: &[(&str, f64)] = &[("TRANS_A", 1.0), ("TRANS_B", 0.0), ("SIDE", 8.0)];
 const FINE_TT: &[(&str, f64)] = &[("TRANS_A", 1.0), ("TRANS_B", 1.0), ("SIDE", 8.0)];
+const IM2COL_NT: &[(&str, f64)] = &[("TRANS_A", 0.0), ("TRANS_B", 1.0), ("IM2COL", 1.0)];
+const IM2COL_FINE_NT: &[(&str, f64)] = &[
+    ("TRANS_A", 0.0),
+    ("TRANS_B", 1.0),
+    ("IM2COL", 1.0),
+    ("SIDE", 8.0),
+];
 
 /// 32 x 32 output tiles, 4 x 4 outputs per invocation (8 x 8 invocations).
 static NN_FINE: KernelSpec = spec("matmul_fine", "matmul", FINE_NN);
@@ -103,6 +110,11 @@ static NT_BIG: KernelSpec = spec("matmul_big_bt", "matmul_big", FORM_NT);
 static TN_BIG: KernelSpec = spec("matmul_big_at", "matmul_big", FORM_TN);
 static TT_BIG: KernelSpec = spec("matmul_big_at_bt", "matmul_big", FORM_TT);
 
+/// Implicit GEMM (a convolution's forward, x · Wᵀ over the patches of x read in place), on
+/// each of the three tiles.
+static IM2COL_FINE: KernelSpec = spec("matmul_fine_im2col_bt", "matmul", IM2COL_FINE_NT);
+static IM2COL: KernelSpec = spec("matmul_im2col_bt", "matmul", IM2COL_NT);
+static IM2COL_BIG: KernelSpec = spec("matmul_big_im2col_bt", "matmul_big", IM2COL_NT);
 /// The sum of a split-K product's partials (read through `a`), plus bias and epilogue.
 static SPLIT_SUM: KernelSpec = spec("matmul_split_sum", "matmul_split_sum", &[]);
 
@@ -284,6 +296,17 @@ struct Dims {
     k_chunk: u32,
     part_stride: u32,
     splits: u32,
+    img_h: u32,
+    img_w: u32,
+    img_c: u32,
+    win_h: u32,
+    win_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_h: u32,
+    pad_w: u32,
+    out_h: u32,
+    out_w: u32,
 }
 
 // a: (m, k) | (k, m)ᵀ, b: (k, n) | (n, k)ᵀ, bias: (n,), y: (m, n) -> c: (m, n), sums: (m,)
@@ -409,6 +432,27 @@ impl GpuBackend {
     }
 }
 
+/// The window fields of the uniform block: those of implicit `patches`, else zeros.
+fn window_dims(patches: Option<Window>) -> Dims {
+    let zeros = bytemuck::Zeroable::zeroed();
+    let Some(g) = patches else { return zeros };
+    let u = |v: usize| v as u32;
+    Dims {
+        img_h: u(g.h),
+        img_w: u(g.w),
+        img_c: u(g.c),
+        win_h: u(g.kh),
+        win_w: u(g.kw),
+        stride_h: u(g.sh),
+        stride_w: u(g.sw),
+        pad_h: u(g.ph),
+        pad_w: u(g.pw),
+        out_h: u(g.oh()),
+        out_w: u(g.ow()),
+        ..zeros
+    }
+}
+
 /// Records `op` with `v`'s kernel (64 x 64 tiles, unsplit, for a loss epilogue); split over k
 /// only where `op` can be (a forced split is ignored where it cannot).
 fn launch(g: &mut GpuBackend, op: &Matmul, v: Variant) -> Result<()> {
@@ -419,6 +463,7 @@ fn launch(g: &mut GpuBackend, op: &Matmul, v: Variant) -> Result<()> {
         c,
         dims: d,
         epilogue,
+        patches,
     } = *op;
     let MatmulDims { m, k, n, .. } = d;
     let tile = v.side;
@@ -434,6 +479,10 @@ fn launch(g: &mut GpuBackend, op: &Matmul, v: Variant) -> Result<()> {
         _ => None,
     };
     let spec = match (d.trans_a, d.trans_b, tile) {
+        // (The plan refuses implicit patches with trans_a.)
+        (_, true, FINE_TILE) if patches.is_some() => &IM2COL_FINE,
+        (_, true, TILE) if patches.is_some() => &IM2COL,
+        (_, true, _) if patches.is_some() => &IM2COL_BIG,
         (false, false, _) if loss.is_some() => &NN_LOSS,
         (false, true, _) if loss.is_some() => &NT_LOSS,
         (true, false, _) if loss.is_some() => &TN_LOSS,
@@ -472,6 +521,7 @@ fn launch(g: &mut GpuBackend, op: &Matmul, v: Variant) -> Result<()> {
         k_chunk: k as u32,
         part_stride: 0,
         splits: 1,
+        ..window_dims(patches)
     };
     if let Some(loss) = loss {
         // One workgroup, which loops over every tile of c.

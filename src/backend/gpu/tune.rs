@@ -91,7 +91,7 @@ pub struct Choice {
     #[serde(default = "one")]
     pub split: usize,
     /// Microseconds per run of each candidate (both dispatches of a split one), by
-    /// [`candidate_name`] ("32", "64", "128", "32 split 4", ...).
+    /// `candidate_name` ("32", "64", "128", "32 split 4", ...).
     pub us: BTreeMap<String, f64>,
 }
 
@@ -174,7 +174,7 @@ impl Tuner {
         tuner
     }
 
-    /// The kernel chosen for `shape` ([`shape_key`]) as (tile side, splits), if tuned (a side
+    /// The kernel chosen for `shape` (`shape_key`) as (tile side, splits), if tuned (a side
     /// or split that is no candidate, from a hand-edited file, counts as untuned).
     pub fn get(&self, shape: &str) -> Option<(usize, usize)> {
         let c = self.choices.get(shape)?;
