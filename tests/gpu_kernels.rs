@@ -363,6 +363,8 @@ fn tuning_times_each_kernel_once_caches_the_choice_and_a_forced_kernel_wins() {
     let choice = &choices[key];
     assert_eq!(choice.us.len(), 3, "{choice:?}");
     assert!(choice.us.values().all(|&us| us > 0.0), "{choice:?}");
+    // Device time where the adapter has timestamp queries (lavapipe does).
+    assert_eq!(choice.timestamps, p.gpu.has_timestamp_queries());
     let fastest = choice.us.iter().min_by(|a, b| a.1.total_cmp(b.1)).unwrap();
     assert_eq!(fastest.0, &choice.tiles.to_string());
     assert!(std::fs::read_to_string(&path).unwrap().contains(key));
@@ -382,6 +384,7 @@ fn tuning_times_each_kernel_once_caches_the_choice_and_a_forced_kernel_wins() {
             tiles: 128,
             split: 1,
             us: Default::default(),
+            timestamps: false,
         },
     );
     p.gpu.set_tuner(Some(tuner));
@@ -399,6 +402,7 @@ fn tuning_times_each_kernel_once_caches_the_choice_and_a_forced_kernel_wins() {
             tiles: 32,
             split: 2,
             us: Default::default(),
+            timestamps: false,
         },
     );
     p.gpu.set_tuner(Some(tuner));

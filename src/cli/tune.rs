@@ -81,6 +81,14 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     }
     let choices = gpu.tuning().unwrap_or_default();
     println!(
+        "microseconds per product, {}",
+        if gpu.has_timestamp_queries() {
+            "device time by timestamp queries"
+        } else {
+            "wall clock around a sync (this adapter has no timestamp queries)"
+        }
+    );
+    println!(
         "{:<28} {:>10} {:>10} {:>10} {:>16}  chosen",
         "product (m x k x n)", "32x32 us", "64x64 us", "128x128 us", "best split-K us"
     );

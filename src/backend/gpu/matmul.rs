@@ -379,7 +379,17 @@ fn choose(g: &mut GpuBackend, op: &Matmul) -> Result<Variant> {
     g.sync()?;
     let mut us = BTreeMap::new();
     let mut best = (f64::INFINITY, rule);
+    // Device time by timestamp queries where the adapter has them (the kernels alone, each
+    // dispatch in a pass of its own), else the wall clock around a sync (a submission's fixed
+    // cost included, the same for every candidate).
     let timed = |g: &mut GpuBackend, v: Variant, times: usize| -> Result<f64> {
+        if g.start_timing() {
+            for _ in 0..times {
+                launch(g, op, v)?;
+            }
+            let seconds: f64 = g.take_times()?.iter().map(|t| t.seconds).sum();
+            return Ok(seconds * 1e6 / times as f64);
+        }
         let started = Instant::now();
         for _ in 0..times {
             launch(g, op, v)?;
@@ -406,6 +416,7 @@ fn choose(g: &mut GpuBackend, op: &Matmul) -> Result<Variant> {
         tiles: v.side,
         split: v.split,
         us,
+        timestamps: g.has_timestamp_queries(),
     };
     lock(&tuner).insert(key, choice);
     g.chosen.insert(op.dims, v);

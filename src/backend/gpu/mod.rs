@@ -61,9 +61,10 @@ impl GpuBackend {
     /// none, [`crate::Error::Config`] when `adapter` names one that does not exist.
     ///
     /// Matmul autotuning is on unless `WGTRAIN_TUNE=off`: the first time a product of a new
-    /// shape runs, the three matmul kernels are timed on it and the fastest is kept, also in a
-    /// cache file ([`tune_cache_path`], under a key of adapter, driver and wgtrain version) for
-    /// later runs.
+    /// shape runs, the matmul kernels (three tile sizes, and split-K where the output is
+    /// small) are timed on it and the fastest is kept, also in a cache file
+    /// ([`tune_cache_path`], under a key of adapter, driver and wgtrain version) for later
+    /// runs.
     pub fn new(adapter: Option<usize>) -> Result<GpuBackend> {
         let ctx = Context::open(adapter)?;
         let tuner = tune::enabled_by_env().then(|| {

@@ -8,11 +8,13 @@
 //! [`super::MatmulTiles::Auto`]); `WGTRAIN_MATMUL_TILES` forces one kernel whatever the cache
 //! says.
 //!
-//! A candidate is timed by the wall clock around a sync: one untimed dispatch of the very
-//! product (which compiles its pipeline; its output is written again each time, which changes
-//! nothing: a product never reads what it writes), then one timed dispatch, and where that
-//! took under [`ONE_IS_ENOUGH_US`] the mean of [`REPEATS`] more in one submission. The wall
-//! clock includes a submission's fixed cost, the same for every candidate.
+//! A candidate is timed by timestamp queries around its dispatches where the adapter has them
+//! (device time only, each dispatch in a compute pass of its own), else by the wall clock
+//! around a sync (which includes a submission's fixed cost, the same for every candidate): one
+//! untimed run of the very product (which compiles its pipelines; its output is written again
+//! each time, which changes nothing: a product never reads what it writes), then one timed
+//! run, and where that took under [`ONE_IS_ENOUGH_US`] the mean of [`REPEATS`] more in one
+//! submission.
 //!
 //! The file is read once per backend and rewritten whole after each new choice: merged with
 //! what is on disk at that moment, written to a temporary file beside it and renamed over it,
@@ -79,8 +81,9 @@ pub const REPEATS: usize = 5;
 /// a slow device take seconds each.
 pub const ONE_IS_ENOUGH_US: f64 = 5_000.0;
 
-/// The file's format, bumped when its layout changes (an old file is then replaced).
-const FORMAT: u32 = 1;
+/// The file's format, bumped when its layout or the candidates change (an old file is then
+/// replaced): 2 added split-K.
+const FORMAT: u32 = 2;
 
 /// What was measured for one shape, and the kernel chosen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,6 +96,10 @@ pub struct Choice {
     /// Microseconds per run of each candidate (both dispatches of a split one), by
     /// `candidate_name` ("32", "64", "128", "32 split 4", ...).
     pub us: BTreeMap<String, f64>,
+    /// Whether `us` are device times from timestamp queries (else the wall clock around a
+    /// sync, on adapters without them).
+    #[serde(default)]
+    pub timestamps: bool,
 }
 
 fn one() -> usize {
@@ -274,6 +281,7 @@ mod tests {
             tiles,
             split: 1,
             us: CANDIDATES.iter().map(|c| (c.to_string(), 1.0)).collect(),
+            timestamps: true,
         }
     }
 
