@@ -46,9 +46,10 @@ pub struct TrainArgs {
     pub classes: Option<usize>,
 
     /// The network: mlp (Dense layers, shaped by --hidden, --activation, --dropout) or cnn (a
-    /// small convolutional network for images, trained with a cosine schedule unless --schedule
-    /// says otherwise: "conv 32 3 pad 1, relu, maxpool 2, conv 64 3 pad 1, relu, maxpool 2,
-    /// dropout 0.25, dense 128, relu, dropout 0.5, dense").
+    /// small convolutional network for images, trained with a cosine schedule and --shift 1
+    /// unless --schedule and --shift say otherwise: "conv 32 3 pad 1, relu, conv 32 3 pad 1,
+    /// relu, maxpool 2, conv 64 3 pad 1, relu, conv 64 3 pad 1, relu, maxpool 2, dense 256,
+    /// relu, dropout 0.5, dense").
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
 
@@ -162,9 +163,9 @@ pub struct TrainArgs {
 
     /// Move each training image by a random offset of up to N pixels along each axis, a new one
     /// every step (augmentation: the images the network sees are not all centred alike; test
-    /// and prediction images are never moved; 0: none).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub shift: u32,
+    /// and prediction images are never moved; 0: none) [default: 1 with --arch cnn, else 0].
+    #[arg(long, value_name = "N")]
+    pub shift: Option<u32>,
 
     /// How image folders' images are read: gray (one channel) or rgb (three, channels last);
     /// the saved model records it, and predict converts images the same way.
@@ -216,7 +217,8 @@ pub struct TrainArgs {
 pub enum Arch {
     /// Dense layers: --hidden sizes, each with --activation and --dropout.
     Mlp,
-    /// A small convolutional network for images (28x28 or as small as 8x8).
+    /// A small convolutional network for images (28x28 or as small as 8x8), trained with
+    /// --shift 1.
     Cnn,
 }
 
@@ -384,7 +386,10 @@ impl Settings {
             val_split: a.val_split.filter(|&v| v != 0.0),
             scale: a.scale,
             color: a.color.unwrap_or_default(),
-            shift: a.shift,
+            // The CNN preset augments by default.
+            shift: a
+                .shift
+                .unwrap_or(if arch == Some(Arch::Cnn) { 1 } else { 0 }),
             classes: a.classes,
         }
     }

@@ -65,18 +65,13 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     for (what, spec) in configs {
         for &batch in &args.batch_sizes {
             eprintln!("  {what}, batch {batch}");
-            // Exactly `batch` rows (the digits repeated past 8,000), so the shapes are the batch's.
-            let rows: Vec<usize> = (0..batch).map(|i| i % digits.rows).collect();
-            let slice = digits.subset(&rows);
-            // One training step and one evaluation pass run every product of the model.
-            let adam = OptimizerConfig::new(OptimizerKind::Adam);
-            let backend = Box::new(gpu.share_device());
-            let mut t = Trainer::from_spec(backend, spec.clone(), batch, adam, 1)?;
-            let d = t.upload(&slice)?;
-            t.shuffle(&d)?;
-            t.step(&d, 0, slice.rows)?;
-            t.evaluate(&d)?;
-            t.backend().sync()?;
+            match run_products(&gpu, &spec, batch, &digits) {
+                // A configuration too big for this adapter is skipped; the others still tune.
+                Err(e @ crate::Error::DeviceLimit { .. }) => {
+                    eprintln!("    skipped: {e}");
+                }
+                other => other?,
+            }
         }
     }
     let choices = gpu.tuning().unwrap_or_default();
@@ -116,4 +111,25 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// One training step and one evaluation pass of `spec` at batch `batch` on `gpu`'s device:
+/// every product of the model, each tuned the first time its shape runs.
+fn run_products(
+    gpu: &GpuBackend,
+    spec: &ModelSpec,
+    batch: usize,
+    digits: &data::Dataset,
+) -> crate::Result<()> {
+    // Exactly `batch` rows (the digits repeated past 8,000), so the shapes are the batch's.
+    let rows: Vec<usize> = (0..batch).map(|i| i % digits.rows).collect();
+    let slice = digits.subset(&rows);
+    let adam = OptimizerConfig::new(OptimizerKind::Adam);
+    let backend = Box::new(gpu.share_device());
+    let mut t = Trainer::from_spec(backend, spec.clone(), batch, adam, 1)?;
+    let d = t.upload(&slice)?;
+    t.shuffle(&d)?;
+    t.step(&d, 0, slice.rows)?;
+    t.evaluate(&d)?;
+    t.backend().sync()
 }
