@@ -947,6 +947,8 @@ fn colour_image_folders_train_and_predict_in_rgb() {
         "--json",
     ]));
     assert_eq!(summary["test_accuracy"].as_f64(), Some(1.0), "{summary}");
+    // The preset augments by default.
+    assert_eq!(summary["shift"], 1, "{summary}");
     let spec = load_model(&model).unwrap().spec;
     assert_eq!((spec.channels, spec.inputs()), (3, 6 * 6 * 3));
     let blue = dir.path().join("test/c2/3.png");

@@ -51,8 +51,8 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     gpu.set_tuner(Some(tuner));
     let name = gpu.adapter().unwrap_or_default();
     eprintln!(
-        "tuning the matmul kernels on {name} (32x32, 64x64 and 128x128 tiles, and split-K by 2, 4 \
-         and 8 where the output is small; each shape once; cached in {})",
+        "tuning the matmul kernels on {name} (32x32, 64x64 and 128x128 tiles, and split-K \
+         where the output is small and k long; each shape once; cached in {})",
         path.as_deref().unwrap_or("memory only: no cache directory")
     );
     // The bundled digits (28x28, 10 classes), which every configuration takes.
