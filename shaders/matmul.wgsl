@@ -28,7 +28,8 @@
 // long: the grid gets a third dimension of `splits` workgroups per tile, each computing the
 // product over its own slice of k into a scratch buffer of partial products (no bias, no
 // epilogue; EPI_SUMS's column sums over its slice too), and `matmul_split_sum` then adds the
-// partials of each element in a fixed order and applies bias and epilogue. No float atomics: the result is the same every run.
+// partials of each element in a fixed order and applies bias and epilogue. No float atomics:
+// the result is the same every run.
 //
 // Staged k-rows are padded by one vec4: where an operand is stored k-contiguous (a of x·Wᵀ and
 // both of its operands' loads), neighbouring invocations store consecutive k-rows, which

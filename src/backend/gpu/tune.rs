@@ -1,12 +1,12 @@
 //! Matmul autotuning per adapter: the first time a product of a new shape runs on an adapter,
 //! each of the three kernels (32 x 32, 64 x 64 and 128 x 128 output tiles), and where the
 //! output is small and k long the 32 x 32 and 64 x 64 kernels split over k ([`candidates`]),
-//! is timed on it and the fastest is kept, in memory and in a JSON file in the user's cache directory
-//! (`~/.cache/wgtrain/matmul-tiles.json` on Linux; `WGTRAIN_TUNE_CACHE` names another file),
-//! under a key of adapter, driver and wgtrain version, so a new driver or a new wgtrain tunes
-//! again. `WGTRAIN_TUNE=off` turns tuning off (each product then picks by the rule of thumb of
-//! [`super::MatmulTiles::Auto`]); `WGTRAIN_MATMUL_TILES` forces one kernel whatever the cache
-//! says.
+//! is timed on it and the fastest is kept, in memory and in a JSON file in the user's cache
+//! directory (`~/.cache/wgtrain/matmul-tiles.json` on Linux; `WGTRAIN_TUNE_CACHE` names
+//! another file), under a key of adapter, driver and wgtrain version, so a new driver or a new
+//! wgtrain tunes again. `WGTRAIN_TUNE=off` turns tuning off (each product then picks by the
+//! rules of thumb of [`super::MatmulTiles::Auto`] and split-K); `WGTRAIN_MATMUL_TILES` and
+//! `WGTRAIN_MATMUL_SPLIT` force a kernel whatever the cache says.
 //!
 //! A candidate is timed by timestamp queries around its dispatches where the adapter has them
 //! (device time only, each dispatch in a compute pass of its own), else by the wall clock
