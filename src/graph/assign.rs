@@ -17,6 +17,8 @@ pub struct Slot {
     pub dtype: DType,
     /// Elements: the largest value it holds.
     pub len: usize,
+    /// That largest value (its index in the plan), to name the buffer.
+    pub largest: usize,
 }
 
 /// Which slot holds each temporary value.
@@ -57,9 +59,12 @@ pub fn assign(plan: &Plan) -> Assignment {
                     handed_on = Some(src.id as usize);
                     slot_of[src.id as usize].expect("a live input has a slot")
                 }
-                _ => take_slot(&mut slots, &mut free, value.dtype, value.len),
+                _ => take_slot(&mut slots, &mut free, value.dtype, value.len, v),
             };
-            slots[slot].len = slots[slot].len.max(value.len);
+            if value.len > slots[slot].len {
+                slots[slot].len = value.len;
+                slots[slot].largest = v;
+            }
             slot_of[v] = Some(slot);
         }
         // Values whose last reader (or writer, if unread) was this op free their slots.
@@ -78,8 +83,14 @@ pub fn assign(plan: &Plan) -> Assignment {
 }
 
 /// The free slot of `dtype` that fits `len` most tightly, else the largest free one (grown),
-/// else a new slot.
-fn take_slot(slots: &mut Vec<Slot>, free: &mut Vec<usize>, dtype: DType, len: usize) -> usize {
+/// else a new slot (for value `v`).
+fn take_slot(
+    slots: &mut Vec<Slot>,
+    free: &mut Vec<usize>,
+    dtype: DType,
+    len: usize,
+    v: usize,
+) -> usize {
     let candidates = free
         .iter()
         .enumerate()
@@ -92,7 +103,11 @@ fn take_slot(slots: &mut Vec<Slot>, free: &mut Vec<usize>, dtype: DType, len: us
     match fit {
         Some((pos, _)) => free.swap_remove(pos),
         None => {
-            slots.push(Slot { dtype, len });
+            slots.push(Slot {
+                dtype,
+                len,
+                largest: v,
+            });
             slots.len() - 1
         }
     }

@@ -32,8 +32,9 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A buffer for each slot, reusing the pool's where they fit.
-    fn take(&mut self, b: &mut dyn Backend, slots: &[Slot]) -> Result<Vec<Buf>> {
+    /// A buffer for each slot, reusing the pool's where they fit; a new one is named after the
+    /// largest of `plan`'s values it holds (what a too-large allocation's error names).
+    fn take(&mut self, b: &mut dyn Backend, plan: &Plan, slots: &[Slot]) -> Result<Vec<Buf>> {
         let mut used = vec![false; self.bufs.len()];
         let mut out = Vec::with_capacity(slots.len());
         for (i, s) in slots.iter().enumerate() {
@@ -45,8 +46,8 @@ impl Pool {
             let j = match fit {
                 Some(j) => j,
                 None => {
-                    self.bufs
-                        .push(b.alloc(s.dtype, s.len.max(1), &format!("temporary {i}"))?);
+                    let label = format!("temporary {i}: {}", plan.values[s.largest].name);
+                    self.bufs.push(b.alloc(s.dtype, s.len.max(1), &label)?);
                     used.push(false);
                     self.bufs.len() - 1
                 }
@@ -125,7 +126,7 @@ impl Program {
         if cfg!(debug_assertions) {
             verify(&plan, &assignment)?;
         }
-        let slot_bufs = pool.take(b, &assignment.slots)?;
+        let slot_bufs = pool.take(b, &plan, &assignment.slots)?;
         Program::bind_buffers(plan, assignment, slot_bufs, persistent)
     }
 
