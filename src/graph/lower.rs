@@ -231,23 +231,21 @@ pub fn lower(
                     trans_a: false,
                     trans_b: true,
                 };
-                if train {
+                let (a, patches) = if train {
                     // The weight gradient needs the patches: an explicit im2col buffer, kept.
                     let cols = b.temp(format!("layer {i} patches"), g.positions() * g.patch());
                     b.op(Im2Row { x: cur, cols, g });
-                    b.op(Matmul {
-                        bias: Some(bias),
-                        ..Matmul::new(cols, w, z, dims)
-                    });
                     kept[i] = Some(cols);
+                    (cols, None)
                 } else {
                     // Nothing needs them afterwards: read in place (implicit GEMM).
-                    b.op(Matmul {
-                        bias: Some(bias),
-                        patches: Some(g),
-                        ..Matmul::new(cur, w, z, dims)
-                    });
-                }
+                    (cur, Some(g))
+                };
+                b.op(Matmul {
+                    bias: Some(bias),
+                    patches,
+                    ..Matmul::new(a, w, z, dims)
+                });
                 cur = z;
             }
             Layer::MaxPool2d { .. } => {

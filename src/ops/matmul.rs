@@ -612,5 +612,10 @@ mod tests {
             dims: MatmulDims { m: m - 1, ..dims },
             ..implicit.clone()
         });
+        let sums = buf(&mut be, &vec![0.0; m]);
+        refused(Matmul {
+            epilogue: Epilogue::ColSums(sums),
+            ..implicit.clone()
+        });
     }
 }

@@ -245,12 +245,23 @@ fn rule_split(software: bool, side: usize, m: usize, k: usize, n: usize) -> usiz
     if software {
         return 1;
     }
+    most_splits(side, m, k, n, SPLIT_TARGET, SPLIT_DEPTH_MIN)
+}
+
+/// The largest power of two (up to [`MAX_SPLIT`]) that an m x k x n product on `side` tiles
+/// can be split into while its grid keeps to `workgroups` and each slice to at least `depth`
+/// values of k; 1 where none can.
+pub(super) fn most_splits(
+    side: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    workgroups: usize,
+    depth: usize,
+) -> usize {
     let tiles = m.div_ceil(side) * n.div_ceil(side);
     let mut split = 1;
-    while split < MAX_SPLIT
-        && tiles * split * 2 <= SPLIT_TARGET
-        && k / (split * 2) >= SPLIT_DEPTH_MIN
-    {
+    while split < MAX_SPLIT && tiles * split * 2 <= workgroups && k / (split * 2) >= depth {
         split *= 2;
     }
     split
@@ -571,6 +582,12 @@ fn launch(g: &mut GpuBackend, op: &Matmul, v: Variant) -> Result<()> {
     let part = m * n;
     let sum_words = if sums.is_some() { m } else { 0 };
     let scratch = g.split_scratch(splits * (part + sum_words))?;
+    let split = Dims {
+        k_chunk: k_chunk as u32,
+        part_stride: part as u32,
+        splits: splits as u32,
+        ..dims
+    };
     let partials = Dims {
         has_bias: 0,
         bias_off: 0,
@@ -579,10 +596,7 @@ fn launch(g: &mut GpuBackend, op: &Matmul, v: Variant) -> Result<()> {
         act: 0,
         y_off: 0,
         sums_off: scratch.offset + (splits * part) as u32,
-        k_chunk: k_chunk as u32,
-        part_stride: part as u32,
-        splits: splits as u32,
-        ..dims
+        ..split
     };
     let scratch_sums = sums.map(|_| scratch);
     g.record(
@@ -600,10 +614,7 @@ fn launch(g: &mut GpuBackend, op: &Matmul, v: Variant) -> Result<()> {
     // ... then their sum in order, with the bias and the epilogue.
     let sum = Dims {
         a_off: scratch.offset,
-        k_chunk: k_chunk as u32,
-        part_stride: part as u32,
-        splits: splits as u32,
-        ..dims
+        ..split
     };
     // The kernel loops where the grid is smaller, so cap it at what two dimensions hold.
     let most = WG * (g.rec.max_groups as usize).pow(2);

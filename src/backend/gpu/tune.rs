@@ -47,14 +47,7 @@ pub fn candidates(m: usize, k: usize, n: usize, splittable: bool) -> Vec<(usize,
         return all;
     }
     for side in [32, 64] {
-        let tiles = m.div_ceil(side) * n.div_ceil(side);
-        let mut top = 1;
-        while top * 2 <= super::matmul::MAX_SPLIT
-            && tiles * top * 2 <= SPLIT_WORKGROUPS
-            && k / (top * 2) >= SPLIT_DEPTH
-        {
-            top *= 2;
-        }
+        let top = super::matmul::most_splits(side, m, k, n, SPLIT_WORKGROUPS, SPLIT_DEPTH);
         for split in [top / 4, top / 2, top] {
             if split >= 2 {
                 all.push((side, split));
