@@ -2,6 +2,11 @@
 
 use std::process::ExitCode;
 
+/// mimalloc, for the small allocations of a GPU step's recording and submission (see its
+/// entry in Cargo.toml); a program embedding the library keeps its own allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match wgtrain::cli::run() {
         Ok(()) => ExitCode::SUCCESS,
