@@ -338,10 +338,10 @@ impl HostClock {
 }
 
 /// Main-thread CPU microseconds to record and submit one training step of the standard model
-/// at `batch`, as training does it: [`SUBMIT_EVERY`] steps recorded, then submitted together
-/// (by the last step). Each group starts with the device idle (a sync before it, untimed), so
-/// no wait for the device is counted; the figure is a group's time over its steps, over
-/// `groups` groups after a warm-up one.
+/// at `batch`, as a long training run does it: [`SUBMIT_EVERY`] steps recorded, then submitted
+/// together (by the last step). Each group starts with the device idle (everything recorded
+/// before submitted and waited for, untimed), so no wait for the device is counted; the figure
+/// is a group's time over its steps, over `groups` groups after a warm-up one.
 pub fn host_us_per_step(
     backend: Box<dyn Backend>,
     data: &Dataset,
@@ -354,6 +354,8 @@ pub fn host_us_per_step(
     let batch = batch.min(d.rows);
     let mut step = 0usize;
     let mut group = |t: &mut Trainer| -> Result<f64> {
+        // Not a read through the trainer, which would start its groups again from one step.
+        t.submit()?;
         t.backend().sync()?;
         let clock = HostClock::start();
         for _ in 0..SUBMIT_EVERY {

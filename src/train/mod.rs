@@ -22,13 +22,61 @@ use crate::rng::Rng;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-/// Training steps recorded per submission to the device. Each submission costs the host tens
-/// of microseconds (command encoder, pass, queue submit): on lavapipe, with a 2-16-16-3 model
-/// at batch 16 whose kernels cost next to nothing, one submission per step ran at 987-1168
-/// us/step and one per 8 steps at 923-965; on a GPU whose step takes tens of microseconds
-/// that overhead would be most of the step. 8 steps keep the device fed (the host runs up to
-/// three submissions ahead) and the progress bar current.
-pub const SUBMIT_EVERY: u64 = 8;
+/// Training steps recorded per submission to the device once training runs. A submission
+/// costs the host a fixed part besides each dispatch's (command encoder, compute pass, the
+/// uniform upload, queue submit and wgpu's tracking of the resources it used): on lavapipe the
+/// standard MLP's step took 33.5-34.7 us of host time in submissions of 8 steps, 23.6-24.5 us
+/// in submissions of 16 and 20.1-21.8 us in submissions of 32 (`bench::host_us_per_step`). After
+/// the trainer waits for the device (a read of the metrics, an evaluation) the groups start
+/// again from one step and double (see [`Submitter`]), so that the device is not left idle
+/// while the host records a whole group. The host runs up to three submissions ahead.
+pub const SUBMIT_EVERY: u64 = 32;
+
+/// When the recorded steps go to the device: a group as large as the steps submitted before it
+/// and still possibly running (1, 2, 4, ... steps after the device was last idle), up to
+/// [`SUBMIT_EVERY`]. Each submission then reaches the device while it still has the previous
+/// one to run, and a long run submits in full groups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Submitter {
+    /// Steps recorded and not yet submitted.
+    recorded: u64,
+    /// Steps submitted since the device was last known idle (at most `SUBMIT_EVERY`).
+    queued: u64,
+}
+
+impl Submitter {
+    /// Counts one more recorded step; true when the steps recorded so far should be submitted.
+    ///
+    /// ```
+    /// use wgtrain::train::{SUBMIT_EVERY, Submitter};
+    /// let mut s = Submitter::default();
+    /// let due: Vec<u64> = (1..=100).filter(|_| s.step()).collect();
+    /// assert_eq!(SUBMIT_EVERY, 32);
+    /// assert_eq!(due, [1, 3, 7, 15, 31, 63, 95]);
+    /// s.drained();
+    /// assert!(s.step());
+    /// ```
+    pub fn step(&mut self) -> bool {
+        self.recorded += 1;
+        let due = self.recorded > self.queued || self.recorded >= SUBMIT_EVERY;
+        if due {
+            self.submitted();
+        }
+        due
+    }
+
+    /// The steps recorded so far were submitted.
+    pub fn submitted(&mut self) {
+        self.queued = (self.queued + self.recorded).min(SUBMIT_EVERY);
+        self.recorded = 0;
+    }
+
+    /// The device has run everything submitted (the host waited for it): the next group is one
+    /// step.
+    pub fn drained(&mut self) {
+        *self = Submitter::default();
+    }
+}
 
 /// Where training stands: everything an exact resume needs besides the buffers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -101,6 +149,7 @@ pub struct Trainer {
     /// The training metrics accumulator.
     acc: Buf,
     train: Option<ProgramCache>,
+    submitter: Submitter,
 }
 
 impl Trainer {
@@ -148,6 +197,7 @@ impl Trainer {
             state2,
             acc,
             train: None,
+            submitter: Submitter::default(),
         })
     }
 
@@ -335,6 +385,7 @@ impl Trainer {
     /// Reads the raw accumulator `[Σ loss, Σ metric]` (a sync point on the GPU).
     pub fn read_acc(&mut self) -> Result<[f32; ACC_LEN]> {
         let v = self.model.backend().read_f32(self.acc)?;
+        self.submitter.drained();
         Ok([v[0], v[1]])
     }
 
@@ -346,8 +397,9 @@ impl Trainer {
 
     /// One training step on rows `start .. start + rows` of the current order: the compiled
     /// plan (gather, forward, loss into the metrics, backward, penalties, update) replayed with
-    /// this step's scalars. Every [`SUBMIT_EVERY`] steps the recorded work is handed to the
-    /// device.
+    /// this step's scalars. The recorded work goes to the device in groups of steps (see
+    /// [`Submitter`]): after a read, at once, then in groups that double up to
+    /// [`SUBMIT_EVERY`] steps.
     pub fn step(&mut self, data: &ResidentData, start: usize, rows: usize) -> Result<()> {
         if self.train.is_none() {
             self.train = Some(ProgramCache::new(self.recipe()));
@@ -369,20 +421,31 @@ impl Trainer {
         model.pool = pool;
         ran?;
         self.progress.step += 1;
-        if self.progress.step.is_multiple_of(SUBMIT_EVERY) {
+        if self.submitter.step() {
             self.model.backend().flush()?;
         }
         Ok(())
     }
 
+    /// Hands the steps recorded so far to the device now, as a group of their own (training
+    /// submits them in groups by itself; see [`Trainer::step`]).
+    pub fn submit(&mut self) -> Result<()> {
+        self.submitter.submitted();
+        self.model.backend().flush()
+    }
+
     /// The model's loss and metric over `data` (no dropout, no update).
     pub fn evaluate(&mut self, data: &ResidentData) -> Result<Metrics> {
-        self.model.evaluate(data)
+        let m = self.model.evaluate(data)?;
+        self.submitter.drained();
+        Ok(m)
     }
 
     /// The flat parameter vector (layout [`Model::layout`]).
     pub fn params(&mut self) -> Result<Vec<f32>> {
-        self.model.params()
+        let p = self.model.params()?;
+        self.submitter.drained();
+        Ok(p)
     }
 
     /// The flat parameters, or `Diverged` (naming `epoch` and the current step) when any is
