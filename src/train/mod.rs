@@ -32,10 +32,12 @@ use serde::{Deserialize, Serialize};
 /// while the host records a whole group. The host runs up to three submissions ahead.
 pub const SUBMIT_EVERY: u64 = 32;
 
-/// When the recorded steps go to the device: a group as large as the steps submitted before it
-/// and still possibly running (1, 2, 4, ... steps after the device was last idle), up to
-/// [`SUBMIT_EVERY`]. Each submission then reaches the device while it still has the previous
-/// one to run, and a long run submits in full groups.
+/// When the recorded steps go to the device: each group one step larger than all the steps
+/// submitted since the device was last known idle (groups of 1, 2, 4, ... steps), up to
+/// [`SUBMIT_EVERY`]. Each submission then reaches the device while it may still be running the
+/// ones before, and a long run submits in full groups. The trainer counts its own reads (the
+/// metrics, an evaluation, the parameters, the optimizer state) as the device going idle; a
+/// read through [`Trainer::backend`] is not seen (the next group may then be a full one).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Submitter {
     /// Steps recorded and not yet submitted.
@@ -467,7 +469,9 @@ impl Trainer {
     pub fn optimizer_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
         let (s1, s2) = (self.state1, self.state2);
         let b = self.model.backend();
-        Ok((b.read_f32(s1)?, b.read_f32(s2)?))
+        let state = (b.read_f32(s1)?, b.read_f32(s2)?);
+        self.submitter.drained();
+        Ok(state)
     }
 
     /// Puts parameters, optimizer state and progress back as a checkpoint had them.

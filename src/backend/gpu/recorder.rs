@@ -149,7 +149,8 @@ impl Recorder {
                 mapped_at_creation: false,
             }),
             stride,
-            slots: HashMap::new(),
+            // Full size from the start: growing it rehashes every block so far.
+            slots: HashMap::with_capacity(UNIFORM_SLOTS as usize),
             generation: 0,
             replay: None,
             parked: Vec::new(),
