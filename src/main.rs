@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 /// mimalloc, for the small allocations of a GPU step's recording and submission: ours, wgpu's
-/// and (its `override` feature replaces `malloc` in the whole process) the Vulkan driver's. See
-/// its entry in Cargo.toml; a program embedding the library keeps its own allocator.
+/// and, on Linux, where its `override` feature replaces `malloc` in the whole process, the
+/// Vulkan driver's. See its entry in Cargo.toml; a program embedding the library keeps its own
+/// allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
