@@ -567,6 +567,57 @@ fn steady_state_step(split: Option<usize>) -> u64 {
     launched
 }
 
+/// Thousands of steps with no read between them: the block new each step (Adam's bias
+/// corrections; the batch offsets repeat each epoch) fills the uniform arena, which is handed
+/// out afresh, twice, while the replay keeps the launches it remembered. The weights still
+/// follow the CPU's (the tolerance allows for the rounding that compounds over 2,240 steps; a
+/// launch bound to a stale or reused slot would train with the wrong scalars or rows).
+#[test]
+fn a_long_replay_recycles_the_uniform_arena_and_matches_the_cpu() {
+    if gpu().is_none() {
+        return;
+    }
+    // A device of its own, so other tests' traffic does not count.
+    let mut g = GpuBackend::new(None).unwrap();
+    g.set_tuner(None);
+    let probe = g.share_device();
+    let spec = mlp(
+        6,
+        &[16, 8],
+        3,
+        Activation::Tanh,
+        0.0,
+        LossKind::SoftmaxCrossEntropy,
+    );
+    let make = |b: Box<dyn Backend>| {
+        Trainer::from_spec(b, spec.clone(), 4, optimizer(OptimizerKind::Adam), 5).unwrap()
+    };
+    let (mut c, mut g) = (make(Box::new(CpuBackend::new())), make(Box::new(g)));
+    let data = blobs(64, 6, 3, 2);
+    let (cd, gd) = (c.upload(&data).unwrap(), g.upload(&data).unwrap());
+    let before = probe.traffic();
+    for _ in 0..140 {
+        c.shuffle(&cd).unwrap();
+        g.shuffle(&gd).unwrap();
+        for start in (0..64).step_by(4) {
+            c.step(&cd, start, 4).unwrap();
+            g.step(&gd, start, 4).unwrap();
+        }
+    }
+    let (gp, cp) = (g.params().unwrap(), c.params().unwrap());
+    let blocks = probe.traffic().uniform_blocks_written - before.uniform_blocks_written;
+    assert!(
+        blocks > 2 * 1024,
+        "{blocks} uniform blocks: the arena was not recycled twice"
+    );
+    for (i, (&a, &b)) in gp.iter().zip(&cp).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 + 1e-3 * b.abs(),
+            "weight {i} after 2,240 steps: gpu {a} cpu {b}"
+        );
+    }
+}
+
 /// The same steps with the fusion pass on and off agree on the GPU (on the CPU they agree bit
 /// for bit: tests/gradcheck.rs), dropout, penalties and a partial batch included.
 #[test]

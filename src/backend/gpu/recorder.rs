@@ -18,12 +18,15 @@
 //! write per block allocated a staging buffer each). Bind groups bind whole buffers (views
 //! reach the kernels as element offsets in the uniform block, so no binding needs an aligned
 //! offset) and are cached by the buffers they bind: after the first step a step creates none.
+//! A binding the launch leaves unused (a product without bias) takes a buffer it binds anyway
+//! with the same access, so wgpu tracks no extra buffer at each launch.
 //!
 //! A compiled program's step is a replay (`Backend::set_replay`): each launch is remembered by
 //! its place in the program, and where the next replay launches the same kernel on the same
 //! buffers with the same uniform block there, it takes the remembered pipeline, bind group and
-//! uniform offset after comparing them, with no hashing; only the few launches whose block
-//! changed since the last step (the batch offset, the update's scalars) look theirs up.
+//! uniform offset after comparing them, with no hashing; the few launches whose block changed
+//! since the last step (the batch offset, the update's scalars) keep the pipeline and bind
+//! group remembered there and look up only their block's slot.
 
 use super::GpuBackend;
 use super::context::{Count, Kernel, KernelSpec, UNIFORM_BYTES};
@@ -31,7 +34,9 @@ use super::timing::{MAX_TIMED, Timer};
 use crate::backend::{Buf, DType};
 use crate::ops::OpLabel;
 use crate::{Error, Result};
-use std::collections::{HashMap, VecDeque};
+use foldhash::HashMap;
+use foldhash::HashMapExt;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// The most storage buffers a kernel binds.
@@ -91,10 +96,12 @@ const REPLAYS_KEPT: usize = 8;
 
 pub(super) struct Recorder {
     pub allocs: Vec<Alloc>,
-    /// Bound in place of an absent read-only buffer (a matmul's bias).
+    /// Bound in place of an absent read-only buffer (a matmul's bias) where the launch binds no
+    /// other read-only buffer to stand in.
     dummy: wgpu::Buffer,
-    /// Bound in place of an absent writable buffer (a loss's gradient in evaluation): one
-    /// buffer bound both read-only and writable in one dispatch would be a usage conflict.
+    /// Bound in place of an absent writable buffer (a loss's gradient in evaluation) where the
+    /// launch binds no other writable buffer: one buffer bound both read-only and writable in
+    /// one dispatch would be a usage conflict.
     dummy_rw: wgpu::Buffer,
     uniforms: wgpu::Buffer,
     /// Bytes between uniform slots: the block size rounded up to the adapter's alignment.
@@ -466,8 +473,8 @@ impl GpuBackend {
         tiles.min(self.rec.max_groups as usize) as u32
     }
 
-    /// Records one dispatch of `spec` binding `bufs` (in the order of `spec.storage`; `None`
-    /// binds the dummy buffer) with the uniform block `dims`. `name` names the op and its shape
+    /// Records one dispatch of `spec` binding `bufs` (in the order of `spec.storage`; for `None`
+    /// the kernel reads and writes nothing there) with the uniform block `dims`. `name` names the op and its shape
     /// for kernel timing ([`crate::ops::Op::cost`]); it is called only while timing is on.
     pub(super) fn record<D: bytemuck::Pod>(
         &mut self,
@@ -494,10 +501,23 @@ impl GpuBackend {
         let mut block = [0u8; UNIFORM_BYTES as usize];
         let bytes = bytemuck::bytes_of(dims);
         block[..bytes.len()].copy_from_slice(bytes);
-        let (kernel, bind_group, uniform_offset) = match self.remembered(spec, &key, &block) {
-            Some(hit) => {
+        let (kernel, bind_group, uniform_offset) = match self.remembered(spec, &key) {
+            Some(m) if m.generation == self.rec.generation && m.block == block => {
                 self.ctx.count(Count::Remembered, 1);
-                hit
+                (m.kernel.clone(), m.bind_group.clone(), m.uniform_offset)
+            }
+            Some(m) => {
+                // The same launch with a new uniform block (the batch's offset, the update's
+                // scalars): only the block's slot is looked up.
+                let (kernel, bind_group) = (m.kernel.clone(), m.bind_group.clone());
+                let uniform_offset = self.uniform_slot(&block)?;
+                let generation = self.rec.generation;
+                if let Some(m) = self.remembered_mut() {
+                    m.block = block;
+                    m.generation = generation;
+                    m.uniform_offset = uniform_offset;
+                }
+                (kernel, bind_group, uniform_offset)
             }
             None => {
                 let kernel = self.ctx.kernel(spec)?;
@@ -562,10 +582,23 @@ impl GpuBackend {
                 size: wgpu::BufferSize::new(UNIFORM_BYTES),
             }),
         }];
+        // An absent buffer binds one that the launch binds anyway with the same access, where
+        // there is one, instead of a dummy: one buffer fewer for wgpu to track at each launch,
+        // and no barrier for a dummy that nothing writes. (The kernel leaves it alone.)
+        let bound = |read_only: bool| {
+            spec.storage
+                .iter()
+                .zip(key)
+                .find(|&(&(_, r), &id)| r == read_only && id != NONE)
+                .map(|(_, &id)| &self.rec.allocs[id as usize].buffer)
+        };
         for (&(binding, read_only), &id) in spec.storage.iter().zip(key) {
             let buffer = match id {
-                NONE if read_only => &self.rec.dummy,
-                NONE => &self.rec.dummy_rw,
+                NONE => bound(read_only).unwrap_or(if read_only {
+                    &self.rec.dummy
+                } else {
+                    &self.rec.dummy_rw
+                }),
                 id => &self.rec.allocs[id as usize].buffer,
             };
             entries.push(wgpu::BindGroupEntry {
@@ -634,21 +667,18 @@ impl GpuBackend {
         });
     }
 
-    /// What the last replay launched at this place, where it is this very launch and its
-    /// uniform slot still holds the block.
-    fn remembered(
-        &self,
-        spec: &'static KernelSpec,
-        key: &[u32; MAX_STORAGE],
-        block: &[u8; UNIFORM_BYTES as usize],
-    ) -> Option<(Arc<Kernel>, wgpu::BindGroup, u32)> {
+    /// What the last replay launched at this place, where it launched the same kernel on the
+    /// same buffers (its uniform block may differ, or its slot may have been handed out again).
+    fn remembered(&self, spec: &'static KernelSpec, key: &[u32; MAX_STORAGE]) -> Option<&Memo> {
         let r = self.rec.replay.as_ref()?;
         let m = r.memo.get(r.cursor)?;
-        (std::ptr::eq(m.spec, spec)
-            && m.key == *key
-            && m.generation == self.rec.generation
-            && m.block == *block)
-            .then(|| (m.kernel.clone(), m.bind_group.clone(), m.uniform_offset))
+        (std::ptr::eq(m.spec, spec) && m.key == *key).then_some(m)
+    }
+
+    /// The launch remembered at the replay's current place.
+    fn remembered_mut(&mut self) -> Option<&mut Memo> {
+        let r = self.rec.replay.as_mut()?;
+        r.memo.get_mut(r.cursor)
     }
 
     /// Keeps `m` as the launch at the replay's current place.
