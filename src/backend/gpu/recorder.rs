@@ -474,8 +474,9 @@ impl GpuBackend {
     }
 
     /// Records one dispatch of `spec` binding `bufs` (in the order of `spec.storage`; for `None`
-    /// the kernel reads and writes nothing there) with the uniform block `dims`. `name` names the op and its shape
-    /// for kernel timing ([`crate::ops::Op::cost`]); it is called only while timing is on.
+    /// the kernel reads and writes nothing there) with the uniform block `dims`. `name` names
+    /// the op and its shape for kernel timing ([`crate::ops::Op::cost`]); it is called only
+    /// while timing is on.
     pub(super) fn record<D: bytemuck::Pod>(
         &mut self,
         spec: &'static KernelSpec,
