@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 mod common;
 
-use common::gpu;
+use common::{gpu, own_gpu};
 use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::backend::gpu::{GpuBackend, list_adapters};
 use wgtrain::backend::{Backend, Buf, DType, KernelTime};
@@ -227,12 +227,7 @@ fn digits(rows: usize, seed: u64) -> Dataset {
 
 #[test]
 fn with_timing_off_a_step_is_one_pass_and_creates_nothing_before_and_after_timing() {
-    if gpu().is_none() {
-        return;
-    }
-    // A device of its own, so other tests' traffic does not count.
-    let mut g = GpuBackend::new(None).unwrap();
-    g.set_tuner(None);
+    let Some(g) = own_gpu() else { return };
     let probe = g.share_device();
     let mut t = trainer(Box::new(g), 0.0);
     let data = t.upload(&digits(160, 10)).unwrap();
@@ -281,11 +276,7 @@ fn with_timing_off_a_step_is_one_pass_and_creates_nothing_before_and_after_timin
 
 #[test]
 fn training_submits_in_groups_that_double_after_a_read() {
-    if gpu().is_none() {
-        return;
-    }
-    let mut g = GpuBackend::new(None).unwrap();
-    g.set_tuner(None);
+    let Some(g) = own_gpu() else { return };
     let probe = g.share_device();
     let mut t = trainer(Box::new(g), 0.0);
     let data = t.upload(&digits(160, 12)).unwrap();

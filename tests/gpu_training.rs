@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::gpu;
+use common::{gpu, own_gpu};
 use wgtrain::backend::Backend;
 use wgtrain::backend::cpu::CpuBackend;
 use wgtrain::backend::gpu::GpuBackend;
@@ -510,12 +510,7 @@ fn a_split_k_training_step_creates_nothing_either() {
 
 /// Checks three steps after the first, returns their dispatches.
 fn steady_state_step(split: Option<usize>) -> u64 {
-    if gpu().is_none() {
-        return 0;
-    }
-    // A device of its own, so other tests' traffic does not count.
-    let mut g = GpuBackend::new(None).unwrap();
-    g.set_tuner(None);
+    let Some(mut g) = own_gpu() else { return 0 };
     g.set_matmul_split(split);
     let probe = g.share_device();
     let spec = mlp(
@@ -574,12 +569,7 @@ fn steady_state_step(split: Option<usize>) -> u64 {
 /// launch bound to a stale or reused slot would train with the wrong scalars or rows).
 #[test]
 fn a_long_replay_recycles_the_uniform_arena_and_matches_the_cpu() {
-    if gpu().is_none() {
-        return;
-    }
-    // A device of its own, so other tests' traffic does not count.
-    let mut g = GpuBackend::new(None).unwrap();
-    g.set_tuner(None);
+    let Some(g) = own_gpu() else { return };
     let probe = g.share_device();
     let spec = mlp(
         6,

@@ -83,6 +83,16 @@ pub fn gpu() -> Option<wgtrain::backend::gpu::GpuBackend> {
     }
 }
 
+/// A backend on a device of its own, so that no other test's traffic counts in the device's
+/// counters (`share_device().traffic()`); matmul autotuning off. `None` (after
+/// [`skip_without_gpu`]) where there is no adapter.
+pub fn own_gpu() -> Option<wgtrain::backend::gpu::GpuBackend> {
+    gpu()?;
+    let mut g = wgtrain::backend::gpu::GpuBackend::new(None).expect("the adapter opened once");
+    g.set_tuner(None);
+    Some(g)
+}
+
 /// A random valid sequence: 1-3 Dense layers, each followed by 0-2 activations (any, stacked)
 /// and maybe dropout; maybe an activation or dropout before the first Dense layer, and maybe
 /// an activation or dropout after the last; a random loss (not MAE, whose kinks are at every
