@@ -291,10 +291,10 @@ fn training_submits_in_groups_that_double_after_a_read() {
             })
             .collect()
     };
-    assert_eq!(SUBMIT_EVERY, 64);
+    assert_eq!(SUBMIT_EVERY, 128);
     assert_eq!(
-        submitted_after(&mut t, 200),
-        [1, 3, 7, 15, 31, 63, 127, 191]
+        submitted_after(&mut t, 400),
+        [1, 3, 7, 15, 31, 63, 127, 255, 383]
     );
     // A read waits for the device: the groups start again from one step. What was recorded
     // since the last submission went out with the read.

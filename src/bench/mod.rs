@@ -114,7 +114,7 @@ pub fn measure_backend(
     if launches {
         dispatches_per_step = Some(per_step.round() as u64);
         log(&format!("{name}: host time per step"));
-        let host = figures::host_us_per_step(make()?, data, 128, 20)?;
+        let host = figures::host_us_per_step(make()?, data, 128, 12)?;
         host_us_per_step = Some(host.median);
         // Its floor: what the device API and driver alone take to submit as many launches.
         let floor = figures::submission_us_per_step(make()?, per_step.round() as usize, 20)?;

@@ -44,7 +44,7 @@ const MAX_STORAGE: usize = 8;
 /// Bind-group key for "no buffer": one of the backend's dummy buffers.
 const NONE: u32 = u32::MAX;
 /// Uniform slots in the arena; when all are used, pending work is submitted and the slots reused.
-const UNIFORM_SLOTS: u32 = 1024;
+const UNIFORM_SLOTS: u32 = 2048;
 /// Submissions the host may run ahead of the device.
 const MAX_IN_FLIGHT: usize = 3;
 /// Dispatches recorded before an automatic submission (bounds host memory in long loops that
