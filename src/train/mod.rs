@@ -26,12 +26,12 @@ use serde::{Deserialize, Serialize};
 /// costs the host a fixed part besides each dispatch's (command encoder, compute pass, the
 /// uniform upload, queue submit and wgpu's tracking of the resources it used): on lavapipe the
 /// standard MLP's step took 33.5-34.7 us of host time in submissions of 8 steps, 23.6-24.5 us
-/// in submissions of 16 and 20.1-21.8 us in submissions of 32 (`bench::host_us_per_step`), 2.4 us
-/// less again in submissions of 64 than of 32 and 0.6-0.9 us less in submissions of 128 than of
-/// 64 (the two alternated in one process). After
-/// the trainer waits for the device (a read of the metrics, an evaluation) the groups start
-/// again from one step and double (see [`Submitter`]), so that the device is not left idle
-/// while the host records a whole group. The host runs up to three submissions ahead.
+/// in submissions of 16 and 20.1-21.8 us in submissions of 32 (`bench::host_us_per_step`), then
+/// 2.4 us less in submissions of 64 than of 32 and 0.6-0.9 us less in submissions of 128 than
+/// of 64 (each pair alternated in one process). After the trainer waits for the device (a read
+/// of the metrics, an evaluation) the groups start again from one step and double (see
+/// [`Submitter`]), so that the device is not left idle while the host records a whole group.
+/// The host runs up to three submissions ahead.
 pub const SUBMIT_EVERY: u64 = 128;
 
 /// When the recorded steps go to the device: each group one step larger than all the steps
