@@ -150,12 +150,17 @@ fn assert_metrics(what: &str, g: Metrics, c: Metrics, task_is_classes: bool) -> 
 
 /// The largest |gpu - cpu| over the weights, after asserting they are within tolerance.
 fn assert_weights(what: &str, g: &[f32], c: &[f32]) -> f32 {
+    assert_weights_within(what, g, c, WEIGHT_ABS, WEIGHT_REL)
+}
+
+/// [`assert_weights`] with a tolerance of `abs` + `rel` |cpu| of its own.
+fn assert_weights_within(what: &str, g: &[f32], c: &[f32], abs: f32, rel: f32) -> f32 {
     assert_eq!(g.len(), c.len());
     let mut worst = 0.0f32;
     for (i, (&a, &b)) in g.iter().zip(c).enumerate() {
         let d = (a - b).abs();
         assert!(
-            d <= WEIGHT_ABS + WEIGHT_REL * b.abs(),
+            d <= abs + rel * b.abs(),
             "{what}: weight {i}: gpu {a} cpu {b}"
         );
         worst = worst.max(d);
@@ -600,12 +605,7 @@ fn a_long_replay_recycles_the_uniform_arena_and_matches_the_cpu() {
         blocks > 2 * 2048,
         "{blocks} uniform blocks: the arena was not recycled twice"
     );
-    for (i, (&a, &b)) in gp.iter().zip(&cp).enumerate() {
-        assert!(
-            (a - b).abs() <= 1e-4 + 1e-3 * b.abs(),
-            "weight {i} after 4,480 steps: gpu {a} cpu {b}"
-        );
-    }
+    assert_weights_within("after 4,480 steps", &gp, &cp, 1e-4, 1e-3);
 }
 
 /// The same steps with the fusion pass on and off agree on the GPU (on the CPU they agree bit
