@@ -2,7 +2,9 @@
 # What the tests need on Debian 12 (bookworm), installed exactly as CI installs it (`.ci/run`
 # runs this script): Mesa's software Vulkan driver (lavapipe) from bookworm-backports, whose
 # GPU tests run 3-5x faster than on bookworm's own mesa-vulkan-drivers 22.3 (which passes them
-# too), and the Fashion-MNIST data set for `--data fashion-mnist` and the reader tests.
+# too), the Fashion-MNIST data set for `--data fashion-mnist` and the reader tests, and the
+# portability checks' tools: the Khronos Vulkan validation layer (`scripts/validate-gpu.sh`)
+# and spirv-val (the test that translates every kernel to SPIR-V validates it).
 # Run as root: `sudo scripts/setup-debian.sh`.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -20,4 +22,4 @@ if ! grep -qs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/*
 fi
 apt-get update -qq
 apt-get install -y -qq -t bookworm-backports mesa-vulkan-drivers libvulkan1
-apt-get install -y -qq dataset-fashion-mnist
+apt-get install -y -qq dataset-fashion-mnist vulkan-validationlayers spirv-tools

@@ -31,10 +31,11 @@
 // partials of each element in a fixed order and applies bias and epilogue. No float atomics:
 // the result is the same every run.
 //
-// Staged k-rows are padded by one vec4: where an operand is stored k-contiguous (a of x·Wᵀ and
-// both of its operands' loads), neighbouring invocations store consecutive k-rows, which
-// unpadded lie 256 bytes apart (512 in the 128 x 128 kernel), all in one bank of workgroup
-// memory; padded, they spread over eight banks.
+// Staged k-rows are padded by one vec4 (swizzled instead in the 128 x 128 kernel, whose padding
+// would exceed WebGPU's workgroup memory limit): where an operand is stored k-contiguous (a of
+// x·Wᵀ and both of its operands' loads), neighbouring invocations store consecutive k-rows,
+// which unpadded lie 256 bytes apart (512 in the 128 x 128 kernel), all in one bank of
+// workgroup memory; padded, they spread over eight banks.
 
 struct Dims {
     m: u32,
@@ -63,7 +64,8 @@ struct Dims {
     k_chunk: u32,
     part_stride: u32,
     splits: u32,
-    // IM2COL only: the window whose patch matrix op(a) is, over the NHWC images in `a`.
+    // IM2COL (IM2COL_B) only: the window whose patch matrix op(a) (op(b)) is, over the NHWC
+    // images in `a` (`b`).
     img_h: u32,
     img_w: u32,
     img_c: u32,
@@ -87,6 +89,9 @@ override TRANS_B: bool = false;
 // Implicit GEMM: op(a) is the patch matrix of the images in `a` (a convolution's forward),
 // read in place by the tile loader instead of from an im2col buffer. Not with TRANS_A.
 override IM2COL: bool = false;
+// The same for op(b), the patches of the images in `b` (k = positions, n = patch): a
+// convolution's weight gradient dZᵀ · patches, with TRANS_A. Not with TRANS_B.
+override IM2COL_B: bool = false;
 
 @group(0) @binding(0) var<uniform> d: Dims;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -118,7 +123,11 @@ fn a_at(i: u32, kk: u32) -> f32 {
         return 0.0;
     }
     if IM2COL {
-        return patch_at(i, kk);
+        let p = patch_index(i, kk);
+        if p == PADDING {
+            return 0.0;
+        }
+        return a[d.a_off + p];
     }
     if TRANS_A {
         return a[d.a_off + kk * d.m + i];
@@ -126,35 +135,44 @@ fn a_at(i: u32, kk: u32) -> f32 {
     return a[d.a_off + i * d.k + kk];
 }
 
-// Entry (i, kk) of the patch matrix of the images in `a` (NHWC): output position
-// i = (image, oy, ox), window offset kk = (ky, kx, channel); 0 in the padding. The same
-// entries as Im2Row's (src/ops/conv.rs, shaders/conv.wgsl).
-fn patch_at(i: u32, kk: u32) -> f32 {
-    let ox = i % d.out_w;
-    let rest = i / d.out_w;
+// Where entry (row, col) of the patch matrix of the images (NHWC) lies in them: output
+// position row = (image, oy, ox), window offset col = (ky, kx, channel); PADDING where it falls
+// in the zero padding. The same entries as Im2Row's (src/ops/conv.rs, shaders/conv.wgsl).
+const PADDING: u32 = 0xffffffffu;
+
+fn patch_index(row: u32, col: u32) -> u32 {
+    let ox = row % d.out_w;
+    let rest = row / d.out_w;
     let oy = rest % d.out_h;
     let img = rest / d.out_h;
-    let ch = kk % d.img_c;
-    let offset = kk / d.img_c;
+    let ch = col % d.img_c;
+    let offset = col / d.img_c;
     let kx = offset % d.win_w;
     let ky = offset / d.win_w;
     // In padded coordinates first: unsigned, so the padding is tested before subtracting it.
     let py = oy * d.stride_h + ky;
     let px = ox * d.stride_w + kx;
     if py < d.pad_h || px < d.pad_w {
-        return 0.0;
+        return PADDING;
     }
     let y = py - d.pad_h;
     let x = px - d.pad_w;
     if y >= d.img_h || x >= d.img_w {
-        return 0.0;
+        return PADDING;
     }
-    return a[d.a_off + ((img * d.img_h + y) * d.img_w + x) * d.img_c + ch];
+    return ((img * d.img_h + y) * d.img_w + x) * d.img_c + ch;
 }
 
 fn b_at(kk: u32, j: u32) -> f32 {
     if kk >= d.k || j >= d.n {
         return 0.0;
+    }
+    if IM2COL_B {
+        let p = patch_index(kk, j);
+        if p == PADDING {
+            return 0.0;
+        }
+        return b[d.b_off + p];
     }
     if TRANS_B {
         return b[d.b_off + j * d.k + kk];
@@ -386,13 +404,26 @@ fn product(lid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>) {
 
 const BIG: u32 = 128u;
 const BIG_K: u32 = 16u;
-// BIG / 4 + 1: vectors per staged k-row of a big tile, one of them padding.
-const BIG_V: u32 = 33u;
+// BIG / 4: vectors per staged k-row of a big tile.
+const BIG_V: u32 = 32u;
 
-// big_a[kk * 33 + i / 4][i % 4] = op(a)[row0 + i, k0 + kk];
-// big_b[kk * 33 + j / 4][j % 4] = op(b)[k0 + kk, col0 + j].
-var<workgroup> big_a: array<vec4<f32>, 528>;
-var<workgroup> big_b: array<vec4<f32>, 528>;
+// big_a[big_slot(kk, i / 4)][i % 4] = op(a)[row0 + i, k0 + kk];
+// big_b[big_slot(kk, j / 4)][j % 4] = op(b)[k0 + kk, col0 + j].
+// 2 x 8 KiB: exactly WebGPU's default maxComputeWorkgroupStorageSize (16,384 bytes). The
+// 64 x 64 kernel pads its k-rows by a vector to spread k-contiguous stores over the banks;
+// here that padding (33 vectors a row) would take 16,896 bytes, over the limit, so the rows
+// are swizzled instead (see big_slot).
+var<workgroup> big_a: array<vec4<f32>, 512>;
+var<workgroup> big_b: array<vec4<f32>, 512>;
+
+// The vector of k-row kk that holds vector v of the row (v < BIG_V, kk < BIG_K): v XOR kk, a
+// permutation of each row, so reads along a row stay conflict-free while the consecutive
+// k-rows that neighbouring invocations store to (an operand stored k-contiguous) land in
+// different banks, as the padding would have put them. Since kk < 16, v and v + 16 stay in
+// their halves of the row: (16 + v) ^ kk = 16 + (v ^ kk) for v < 16.
+fn big_slot(kk: u32, v: u32) -> u32 {
+    return kk * BIG_V + (v ^ kk);
+}
 
 @compute @workgroup_size(16, 16)
 fn matmul_big(
@@ -435,16 +466,16 @@ fn matmul_big(
                 for (var e = 0u; e < 8u; e++) {
                     let idx = t + e * THREADS;
                     let ai = a_slot(idx, BIG, BIG_K);
-                    big_a[ai.y * BIG_V + ai.x / 4u][ai.x % 4u] = a_at(row0 + ai.x, k0 + ai.y);
+                    big_a[big_slot(ai.y, ai.x / 4u)][ai.x % 4u] = a_at(row0 + ai.x, k0 + ai.y);
                     let bj = b_slot(idx, BIG, BIG_K);
-                    big_b[bj.x * BIG_V + bj.y / 4u][bj.y % 4u] = b_at(k0 + bj.x, col0 + bj.y);
+                    big_b[big_slot(bj.x, bj.y / 4u)][bj.y % 4u] = b_at(k0 + bj.x, col0 + bj.y);
                 }
                 workgroupBarrier();
                 for (var kk = 0u; kk < BIG_K; kk++) {
-                    let a0 = big_a[kk * BIG_V + lid.y];
-                    let a1 = big_a[kk * BIG_V + 16u + lid.y];
-                    let b0 = big_b[kk * BIG_V + lid.x];
-                    let b1 = big_b[kk * BIG_V + 16u + lid.x];
+                    let a0 = big_a[big_slot(kk, lid.y)];
+                    let a1 = big_a[big_slot(kk, 16u + lid.y)];
+                    let b0 = big_b[big_slot(kk, lid.x)];
+                    let b1 = big_b[big_slot(kk, 16u + lid.x)];
                     c00 += a0.x * b0;
                     c01 += a0.x * b1;
                     c10 += a0.y * b0;

@@ -16,8 +16,11 @@ fn main() -> ExitCode {
             // `{:#}` prints the context chain on one line: "loading data: file.gz: ...".
             eprintln!("error: {e:#}");
             match e.downcast_ref::<wgtrain::Error>() {
-                // The conventional status of a program stopped by SIGINT.
-                Some(wgtrain::Error::Interrupted(_)) => ExitCode::from(130),
+                // The shell's status of a program the signal stopped: 130 for SIGINT, 143 for
+                // SIGTERM, 129 for SIGHUP.
+                Some(wgtrain::Error::Interrupted(_)) => {
+                    ExitCode::from(wgtrain::cli::interrupt_exit_status())
+                }
                 _ => ExitCode::FAILURE,
             }
         }

@@ -308,6 +308,12 @@ fn resume_with_contradicting_flags_fails() {
 /// that the run stopped within seconds with status 130, a checkpoint at `ck` and the command
 /// that resumes it.
 fn interrupt(args: &[&str], ck: &std::path::Path) {
+    stop_with("INT", 130, args, ck);
+}
+
+/// As [`interrupt`], with the signal `signal` (a name `kill` takes), after which the run must
+/// exit with status `status`.
+fn stop_with(signal: &str, status: i32, args: &[&str], ck: &std::path::Path) {
     let child = common::command()
         .args(["train", "--backend", "cpu", "--quiet", "--checkpoint"])
         .arg(ck)
@@ -317,24 +323,24 @@ fn interrupt(args: &[&str], ck: &std::path::Path) {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
-    assert!(status.success());
+    assert!(sent.success());
     // A run that ignores the interrupt is killed and fails the test rather than hang it.
     let started = Instant::now();
     let mut child = child;
     while child.try_wait().unwrap().is_none() {
         if started.elapsed() > Duration::from_secs(20) {
             child.kill().unwrap();
-            panic!("wgtrain train {args:?} did not stop within 20 s of Ctrl-C");
+            panic!("wgtrain train {args:?} did not stop within 20 s of SIG{signal}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().unwrap();
     let e = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "stderr: {e}");
+    assert_eq!(out.status.code(), Some(status), "SIG{signal}, stderr: {e}");
     assert!(e.contains("--resume"), "{e}");
     assert!(!e.contains("panicked"), "{e}");
 }
@@ -370,6 +376,41 @@ fn ctrl_c_writes_a_checkpoint_that_resumes() {
     assert_eq!(c2.meta.progress.epoch, c.meta.progress.epoch + 1);
     assert_eq!(c2.meta.progress.rows_done, 0);
     assert!(c2.meta.progress.step > c.meta.progress.step);
+}
+
+/// SIGTERM (what systemd, Slurm, Kubernetes and `timeout` send) and SIGHUP stop training as
+/// Ctrl-C does: a checkpoint, status 143 or 129, and a resume that goes on from it.
+#[cfg(unix)]
+#[test]
+fn sigterm_and_sighup_write_a_checkpoint_that_resumes() {
+    for (signal, status) in [("TERM", 143), ("HUP", 129)] {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = dir.path().join("ck.safetensors");
+        let args = ["--hidden", "64", "--batch-size", "16", "--epochs", "50"];
+        stop_with(signal, status, &args, &ck);
+        let c = load_checkpoint(&ck).unwrap();
+        assert!(c.meta.progress.step > 0, "SIG{signal}");
+        let target = (c.meta.progress.epoch + 1).to_string();
+        let ck = ck.to_str().unwrap();
+        let resume = [
+            "train",
+            "--backend",
+            "cpu",
+            "--resume",
+            ck,
+            "--epochs",
+            &target,
+        ];
+        let out = wgtrain(&[&resume[..], &["--quiet"]].concat(), None);
+        assert!(out.status.success(), "SIG{signal}: {}", stderr(&out));
+        let c2 = load_checkpoint(std::path::Path::new(ck)).unwrap();
+        assert_eq!(
+            c2.meta.progress.epoch,
+            c.meta.progress.epoch + 1,
+            "SIG{signal}"
+        );
+        assert!(c2.meta.progress.step > c.meta.progress.step, "SIG{signal}");
+    }
 }
 
 /// Ctrl-C is honoured when every epoch is a single step (a batch larger than the data set):

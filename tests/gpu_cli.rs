@@ -157,9 +157,11 @@ fn gpu_buffer_over_the_limit_is_a_clear_error() {
     assert!(!e.contains("panicked"), "{e}");
     assert!(e.trim().lines().count() <= 2, "{e}");
     assert_eq!(std::fs::read(&save).unwrap(), b"previous model");
-    // A temporary over the limit, a convolution's patch matrix (784 positions x 9 per image),
-    // is named by the value it holds. Only where the batch that takes fits the bundled digits.
-    let batch = a.max_storage_buffer_binding_size / (784 * 9 * 4) + 1;
+    // A temporary over the limit, a convolution's output (784 positions x 64 channels per
+    // image), is named by the value it holds. (A patch matrix over the limit no longer is one:
+    // training then reads the patches in place.) Only where the batch that takes fits the
+    // bundled digits.
+    let batch = a.max_storage_buffer_binding_size / (784 * 64 * 4) + 1;
     if batch > 8000 {
         eprintln!("skipping the patch-matrix case: it would need a batch of {batch}");
         return;
@@ -170,7 +172,7 @@ fn gpu_buffer_over_the_limit_is_a_clear_error() {
             "--backend",
             "gpu",
             "--layers",
-            "conv 8 3 pad 1, relu, dense",
+            "conv 64 3 pad 1, relu, dense",
             "--batch-size",
             &batch.to_string(),
             "--epochs",
@@ -180,7 +182,7 @@ fn gpu_buffer_over_the_limit_is_a_clear_error() {
     );
     let e = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{e}");
-    assert!(e.contains("layer 0 patches"), "{e}");
+    assert!(e.contains("layer 1 out"), "{e}");
     assert!(e.contains("max_storage_buffer_binding_size"), "{e}");
 }
 
@@ -257,4 +259,18 @@ fn devices_print_nothing_on_stderr_without_a_display() {
     let e = stderr(&out);
     assert!(out.status.success(), "{e}");
     assert_eq!(e, "", "stderr should be empty");
+    // The adapter `auto` opens is marked, once.
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listing.matches("<- auto").count(), 1, "{listing}");
+    let json = common::command()
+        .args(["devices", "--json"])
+        .output()
+        .expect("the binary runs");
+    let list: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let marked = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["auto"] == true);
+    assert_eq!(marked.count(), 1, "{list}");
 }

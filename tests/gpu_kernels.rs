@@ -17,7 +17,8 @@ use wgtrain::ops::reduce::{ACC_LEN, STATS_PER_ROW};
 use wgtrain::ops::{
     AccumulateStats, ActBackward, ActForward, AvgPool, AvgPoolGrad, Clip, ColSum, Dropout,
     Epilogue, Fill, Flatten, Gather, GatherLabels, Im2Row, Loss, MaskMul, Matmul, MatmulDims,
-    MaxPool, MaxPoolGrad, Op, Penalty, Regularize, Row2Im, SoftmaxCe, SumSquares, Update, Window,
+    MaxPool, MaxPoolGrad, Op, Patches, Penalty, Regularize, Row2Im, SoftmaxCe, SumSquares, Update,
+    Window,
 };
 use wgtrain::optim::{OptimizerConfig, OptimizerKind, Schedule};
 use wgtrain::rng::Rng;
@@ -1557,11 +1558,60 @@ fn implicit_patches_convolution_matches_cpu() {
         p.run(|on| Matmul {
             bias: Some(pick(bias, on)),
             epilogue: Epilogue::Act(Activation::Relu),
-            patches: Some(g),
+            patches: Some(Patches::A(g)),
             ..Matmul::new(pick(x, on), pick(w, on), pick(z, on), dims)
         });
         let what = format!("implicit conv {g:?} out {out} {tiles:?} split {split:?}");
         p.check(&what, z, 2e-6 * g.patch() as f32, REL);
+    }
+}
+
+/// Implicit GEMM of b: a convolution's weight gradient dZᵀ · patches with the patches read
+/// from the layer's input in place (`Patches::B`, where the patch matrix would not fit one
+/// buffer), with the bias gradient as column sums beside it, on every kernel and split over
+/// k, against the CPU's, over every window of `conv_windows`.
+#[test]
+fn implicit_patches_weight_gradient_matches_cpu() {
+    let Some(mut p) = Pair::new() else { return };
+    let mut rng = Rng::new(23);
+    let variants = [
+        (MatmulTiles::Fine, Some(1)),
+        (MatmulTiles::Small, Some(1)),
+        (MatmulTiles::Big, Some(1)),
+        (MatmulTiles::Small, Some(3)),
+        (MatmulTiles::Fine, Some(2)),
+    ];
+    for (i, g) in conv_windows().into_iter().enumerate() {
+        let (tiles, split) = variants[i % variants.len()];
+        p.gpu.set_matmul_tiles(tiles);
+        p.gpu.set_matmul_split(split);
+        let out = [1, 5, 33][i % 3];
+        let x = p
+            .f32s(&uniform(&mut rng, g.input_len() + 2, -1.0, 1.0))
+            .slice(2, g.input_len());
+        let dz = p.f32s(&uniform(&mut rng, g.positions() * out, -1.0, 1.0));
+        let dw = p.out(out * g.patch() + 1).slice(1, out * g.patch());
+        let db = p.out(out);
+        let dims = MatmulDims {
+            m: out,
+            k: g.positions(),
+            n: g.patch(),
+            trans_a: true,
+            trans_b: false,
+        };
+        p.run(|on| Matmul {
+            epilogue: Epilogue::ColSums(pick(db, on)),
+            patches: Some(Patches::B(g)),
+            ..Matmul::new(pick(dz, on), pick(x, on), pick(dw, on), dims)
+        });
+        let what = format!("implicit dW {g:?} out {out} {tiles:?} split {split:?}");
+        p.check(&what, dw, 2e-6 * g.positions() as f32, REL);
+        p.check(
+            &format!("{what} bias"),
+            db,
+            2e-6 * g.positions() as f32,
+            REL,
+        );
     }
 }
 

@@ -729,3 +729,53 @@ fn cnn_steps_match_cpu() {
         shift: 2,
     });
 }
+
+/// A CNN whose patch matrices exceed the device's largest binding (here capped at 5,000
+/// bytes, as a 128 MiB binding is by the CNN preset at batch 1024): training reads the patches
+/// in place (forward and weight gradient) and builds their gradient in slices of the batch;
+/// step by step it follows the CPU's plan with whole patch matrices, partial batch included.
+#[test]
+fn cnn_steps_over_the_binding_limit_match_cpu() {
+    use wgtrain::data::Scale;
+    use wgtrain::model::Sequential;
+    let Some(mut gpu) = gpu() else { return };
+    gpu.set_max_buffer_bytes(Some(5_000));
+    let spec = Sequential::images(8, 8, 1, Scale::ZeroOne)
+        .conv_with(4, [3, 3], [1, 1], [1, 1])
+        .relu()
+        .conv_with(5, [3, 3], [2, 2], [1, 1])
+        .relu()
+        .max_pool(2)
+        .conv_with(6, [2, 2], [1, 1], [0, 0])
+        .dense(10)
+        .cross_entropy()
+        .unwrap();
+    let (batch, steps) = (16, 4);
+    let plan = {
+        let mut probe = gpu.share_device();
+        probe.set_max_buffer_bytes(Some(5_000));
+        let adam = optimizer(OptimizerKind::Adam);
+        let t = Trainer::from_spec(Box::new(probe), spec.clone(), batch, adam, 7).unwrap();
+        t.plan(batch)
+    };
+    let printed = plan.to_string();
+    assert!(!printed.contains("layer 0 patches"), "{printed}");
+    assert!(printed.contains("implicit im2col of b"), "{printed}");
+    assert!(
+        printed.contains("grad of layer 2 patches, slice 8 of 8"),
+        "{printed}"
+    );
+    run_on(
+        Case {
+            name: "cnn over the binding limit",
+            spec,
+            optimizer: optimizer(OptimizerKind::Adam),
+            regularization: Regularization::default(),
+            data: tiny_digits(batch * steps - 6, 9),
+            batch,
+            epochs: 1,
+            shift: 1,
+        },
+        gpu,
+    );
+}

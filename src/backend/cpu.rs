@@ -116,12 +116,22 @@ impl CpuMem {
 #[derive(Default)]
 pub struct CpuBackend {
     mem: CpuMem,
+    /// A cap on [`Backend::max_buffer_bytes`] (unbounded by default), so tests can run the
+    /// plans a small GPU binding gets.
+    max_buffer: Option<u64>,
 }
 
 impl CpuBackend {
     /// A backend with no allocations. It cannot fail: memory is claimed per allocation.
     pub fn new() -> Self {
         CpuBackend::default()
+    }
+
+    /// Plans on this backend keep their values within `bytes` as on a GPU whose largest
+    /// binding it is (tests compare those plans on both backends).
+    #[doc(hidden)]
+    pub fn set_max_buffer_bytes(&mut self, bytes: Option<u64>) {
+        self.max_buffer = bytes;
     }
 }
 
@@ -142,6 +152,10 @@ fn zeroed<T: Clone + Default>(len: usize, label: &str) -> Result<Vec<T>> {
 impl Backend for CpuBackend {
     fn name(&self) -> &'static str {
         "cpu"
+    }
+
+    fn max_buffer_bytes(&self) -> u64 {
+        self.max_buffer.unwrap_or(u64::MAX)
     }
 
     fn adapter(&self) -> Option<String> {

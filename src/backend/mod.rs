@@ -137,6 +137,13 @@ pub trait Backend {
     /// looking it up again. The default does nothing.
     fn set_replay(&mut self, _program: Option<u64>) {}
 
+    /// The most bytes one op's operand may take: the GPU adapter's largest storage binding
+    /// (128 MiB on many integrated GPUs and on lavapipe). Plans keep every value they can
+    /// within it (a convolution's patches are read in place above it). Unbounded on the CPU.
+    fn max_buffer_bytes(&self) -> u64 {
+        u64::MAX
+    }
+
     /// Kernel launches (and their workgroups) this backend has recorded so far, where it
     /// launches kernels (the GPU); `None` on the CPU, which runs each op as a function call.
     fn launches(&self) -> Option<Launches> {

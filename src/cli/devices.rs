@@ -28,8 +28,9 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     for a in &list {
+        let auto = if a.auto { "  <- auto" } else { "" };
         println!(
-            "[{}] {} ({}, {})",
+            "[{}] {} ({}, {}){auto}",
             a.index, a.name, a.backend, a.device_type
         );
         if !a.driver.is_empty() {
@@ -52,6 +53,9 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
             }
         );
     }
-    println!("pick one with --adapter N or WGTRAIN_ADAPTER=N");
+    println!(
+        "`auto` (the default) takes the one marked: a discrete GPU first, then integrated, virtual, \
+         software; pick another with --adapter N or WGTRAIN_ADAPTER=N"
+    );
     Ok(())
 }

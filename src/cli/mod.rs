@@ -9,6 +9,7 @@ mod plan;
 mod plot;
 mod predict;
 mod progress;
+mod signals;
 mod train;
 mod tune;
 mod values;
@@ -16,6 +17,7 @@ mod values;
 use crate::backend::{self, Backend, BackendChoice};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+pub use signals::exit_status as interrupt_exit_status;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -1,6 +1,7 @@
 //! `wgtrain train`: flags, their validation, and the run.
 
 use super::progress::Console;
+use super::signals;
 use crate::Error;
 use crate::backend::BackendChoice;
 use crate::data::{self, Color, DataSource, Features, Scale, Splits, Targets};
@@ -19,7 +20,7 @@ use clap::{ArgMatches, Args};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -554,22 +555,6 @@ impl Settings {
     }
 }
 
-/// Set by the Ctrl-C handler; the training loop stops after the current step.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-fn install_ctrlc() {
-    // A second Ctrl-C exits at once, for a user who does not want to wait for the step.
-    let _ = ctrlc::set_handler(|| {
-        if STOP.swap(true, Ordering::SeqCst) {
-            eprintln!("\ninterrupted again; exiting without a checkpoint");
-            std::process::exit(130);
-        }
-        eprintln!(
-            "\ninterrupt: finishing the current step and writing a checkpoint (Ctrl-C again to quit now)"
-        );
-    });
-}
-
 const DEFAULT_CHECKPOINT: &str = "checkpoint.safetensors";
 
 pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
@@ -736,7 +721,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         );
     }
 
-    install_ctrlc();
+    signals::install();
     let data = RunData {
         train: &train_r,
         val: val_r.as_ref(),
@@ -766,7 +751,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         save_checkpoint(path, &c).context("writing the checkpoint")
     };
 
-    let mut console = Console::new(task, settings.epochs, args.quiet, &STOP);
+    let mut console = Console::new(task, settings.epochs, args.quiet, &signals::STOP);
     let started = Instant::now();
     let first_new = history.len();
     // The newest checkpoint on disk and its epoch, named when training diverges.
@@ -810,7 +795,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let mut early = settings.early_stop.map(EarlyStopping::new);
     while trainer.progress.epoch < settings.epochs {
         // Between epochs too: a Ctrl-C during an epoch's evaluation stops before the next.
-        if STOP.load(Ordering::SeqCst) {
+        if signals::STOP.load(Ordering::SeqCst) {
             return Err(interrupted(&mut trainer, &history));
         }
         let epoch = match early.as_mut() {

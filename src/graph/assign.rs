@@ -113,12 +113,14 @@ fn take_slot(
     }
 }
 
-/// Proves an assignment safe by replaying the plan: every temporary is written by one op, its
-/// slot is large enough and of its type, and no op reads a value whose slot has been
-/// overwritten since the value was written. Errors name the op and the values.
+/// Proves an assignment safe by replaying the plan: every temporary is written by one op (or,
+/// built in slices, by ops on disjoint views of it while its slot still holds it), its slot is
+/// large enough and of its type, and no op reads a value whose slot has been overwritten
+/// since the value was written. Errors name the op and the values.
 pub fn verify(plan: &Plan, a: &Assignment) -> Result<()> {
     let mut holds: Vec<Option<usize>> = vec![None; a.slots.len()];
-    let mut written = vec![false; plan.values.len()];
+    // The views of each value written so far, as (offset, len).
+    let mut written: Vec<Vec<(u32, u32)>> = vec![Vec::new(); plan.values.len()];
     let fail = |i: usize, msg: String| {
         Err(Error::Shape(format!(
             "plan op {i} ({}): {msg}",
@@ -152,12 +154,24 @@ pub fn verify(plan: &Plan, a: &Assignment) -> Result<()> {
             if value.kind != ValueKind::Temp || !access.writes() {
                 continue;
             }
-            if std::mem::replace(&mut written[v], true) {
+            let view = (b.offset, b.len);
+            let overlaps = |&(o, l): &(u32, u32)| o < view.0 + view.1 && view.0 < o + l;
+            if written[v].iter().any(overlaps) {
                 return fail(i, format!("writes `{}` a second time", value.name));
             }
             let Some(slot) = a.slot_of[v] else {
                 return fail(i, format!("writes `{}`, which has no buffer", value.name));
             };
+            if !written[v].is_empty() && holds[slot] != Some(v) {
+                return fail(
+                    i,
+                    format!(
+                        "writes part of `{}` after its buffer went to another value",
+                        value.name
+                    ),
+                );
+            }
+            written[v].push(view);
             let s = a.slots[slot];
             if s.dtype != value.dtype || s.len < value.len {
                 return fail(

@@ -11,7 +11,7 @@ use crate::ops::reduce::{ACC_LEN, STATS_PER_ROW};
 use crate::ops::{
     AccumulateStats, ActBackward, ActForward, AvgPool, AvgPoolGrad, Clip, ColSum, Dropout, Flatten,
     Gather, GatherLabels, Im2Row, Loss, MaskMul, Matmul, MatmulDims, MaxPool, MaxPoolGrad, Op,
-    Regularize, Row2Im, Shift, SumSquares, Update, UpdateParams, Window,
+    Patches, Regularize, Row2Im, Shift, SumSquares, Update, UpdateParams, Window,
 };
 use crate::optim::Regularization;
 
@@ -102,15 +102,40 @@ fn slot_views(
     (w, bias)
 }
 
-/// The plan of one step of `spec` in `mode` for batches of `rows` rows. `training` is required
-/// for [`Mode::Train`] and ignored otherwise. The spec must be valid
-/// ([`ModelSpec::validate`]).
+/// What bounds a plan besides its rows: the largest buffer the backend binds, and the batch of
+/// the program whose buffers the plan shares (a plan for an epoch's last, smaller batch has
+/// the same ops and values as the full batch's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// No value of a convolution's patches takes more bytes than this
+    /// ([`crate::backend::Backend::max_buffer_bytes`]).
+    pub max_buffer_bytes: u64,
+    /// The full batch: where a value is built in slices, their number is the full batch's.
+    pub batch: usize,
+}
+
+impl Bounds {
+    /// No bound on buffers; `batch` rows.
+    pub fn unbounded(batch: usize) -> Bounds {
+        Bounds {
+            max_buffer_bytes: u64::MAX,
+            batch,
+        }
+    }
+}
+
+/// The plan of one step of `spec` in `mode` for batches of `rows` rows (at most
+/// `bounds.batch`). `training` is required for [`Mode::Train`] and ignored otherwise. The spec
+/// must be valid ([`ModelSpec::validate`]). Where a convolution's patches for the full batch
+/// would take more than `bounds.max_buffer_bytes`, training reads them in place as evaluation
+/// does (forward and weight gradient), and builds their gradient in slices of the batch.
 pub fn lower(
     spec: &ModelSpec,
     layout: &ParamLayout,
     mode: Mode,
     rows: usize,
     training: Option<&Training>,
+    bounds: Bounds,
 ) -> Plan {
     let mut b = Builder {
         values: Vec::new(),
@@ -231,15 +256,20 @@ pub fn lower(
                     trans_a: false,
                     trans_b: true,
                 };
-                let (a, patches) = if train {
+                input_of[i] = cur;
+                let full = window(layer, shape, bounds.batch.max(rows));
+                let keep = fits(full.positions() * full.patch(), bounds.max_buffer_bytes);
+                let (a, patches) = if train && keep {
                     // The weight gradient needs the patches: an explicit im2col buffer, kept.
                     let cols = b.temp(format!("layer {i} patches"), g.positions() * g.patch());
                     b.op(Im2Row { x: cur, cols, g });
                     kept[i] = Some(cols);
                     (cols, None)
                 } else {
-                    // Nothing needs them afterwards: read in place (implicit GEMM).
-                    (cur, Some(g))
+                    // Nothing needs them afterwards, or they would not fit one buffer (the
+                    // weight gradient then reads them in place too): read in place (implicit
+                    // GEMM).
+                    (cur, Some(Patches::A(g)))
                 };
                 b.op(Matmul {
                     bias: Some(bias),
@@ -330,7 +360,9 @@ pub fn lower(
                 output_of: &output_of,
                 kept: &kept,
             };
-            backward(&mut b, spec, layout, rows, params, grads, &mut g, &saved);
+            backward(
+                &mut b, spec, layout, rows, params, grads, &mut g, &saved, bounds,
+            );
             update(&mut b, layout, params, grads, tr);
         }
     }
@@ -345,15 +377,33 @@ pub fn lower(
     }
 }
 
+/// Whether a value of `len` words fits a buffer of at most `max_bytes`.
+fn fits(len: usize, max_bytes: u64) -> bool {
+    (len as u64).saturating_mul(4) <= max_bytes
+}
+
+/// Rows per slice of a batch of `rows` whose values take `per_row` words a row, so that a
+/// slice's fits `max_bytes`: all of them where the whole batch's does, else as many as fit
+/// (at least one).
+fn slice_rows(rows: usize, per_row: usize, max_bytes: u64) -> usize {
+    if fits(rows * per_row, max_bytes) {
+        return rows.max(1);
+    }
+    let fit = max_bytes / (per_row as u64 * 4).max(1);
+    (fit as usize).clamp(1, rows.max(1))
+}
+
 /// What the forward pass left for the backward pass, per layer.
 struct Saved<'a> {
     /// The shape of each layer's input (per row), then of the last layer's output.
     shapes: &'a [Shape],
-    /// What each Dense layer's product read (its input, flattened).
+    /// What each Dense layer's product read (its input, flattened), and each convolution's
+    /// input images.
     input_of: &'a [Buf],
     /// What each layer wrote (activations' outputs, for their derivatives).
     output_of: &'a [Buf],
-    /// Dropout's masks, convolutions' patch matrices, max pooling's maxima positions.
+    /// Dropout's masks, convolutions' patch matrices (where they fit one buffer), max pooling's
+    /// maxima positions.
     kept: &'a [Option<Buf>],
 }
 
@@ -427,6 +477,7 @@ fn backward(
     grads: Buf,
     g: &mut Buf,
     saved: &Saved,
+    bounds: Bounds,
 ) {
     let first = layout.slots[0].layer;
     let mut slot = layout.slots.len();
@@ -482,21 +533,24 @@ fn backward(
             Layer::Conv2d { out_channels, .. } => {
                 slot -= 1;
                 let win = window(layer, shape, rows);
-                let cols = saved.kept[i].expect("a convolution keeps its patches");
                 let (dw, db) = slot_views(b, layout, grads, slot, "grad ");
-                // dW = dZᵀ · patches: (out, batch·oh·ow) · (batch·oh·ow, c·kh·kw)
-                b.op(Matmul::new(
-                    *g,
-                    cols,
-                    dw,
-                    MatmulDims {
-                        m: out_channels,
-                        k: win.positions(),
-                        n: win.patch(),
-                        trans_a: true,
-                        trans_b: false,
+                // dW = dZᵀ · patches: (out, batch·oh·ow) · (batch·oh·ow, c·kh·kw), over the
+                // patch matrix the forward kept, or where it did not fit one buffer over the
+                // patches of the layer's input read in place.
+                let dims = MatmulDims {
+                    m: out_channels,
+                    k: win.positions(),
+                    n: win.patch(),
+                    trans_a: true,
+                    trans_b: false,
+                };
+                b.op(match saved.kept[i] {
+                    Some(cols) => Matmul::new(*g, cols, dw, dims),
+                    None => Matmul {
+                        patches: Some(Patches::B(win)),
+                        ..Matmul::new(*g, saved.input_of[i], dw, dims)
                     },
-                ));
+                });
                 // db = Σ over every position of dZ: (batch·oh·ow, out) -> (out,)
                 b.op(ColSum {
                     a: *g,
@@ -506,29 +560,45 @@ fn backward(
                 });
                 if i > first {
                     let (w, _) = slot_views(b, layout, params, slot, "");
-                    let dcols = b.temp(
-                        format!("grad of layer {i} patches"),
-                        win.positions() * win.patch(),
-                    );
-                    // d patches = dZ · W: (batch·oh·ow, out) · (out, c·kh·kw)
-                    b.op(Matmul::new(
-                        *g,
-                        w,
-                        dcols,
-                        MatmulDims {
-                            m: win.positions(),
-                            k: out_channels,
-                            n: win.patch(),
-                            trans_a: false,
-                            trans_b: false,
-                        },
-                    ));
                     let dx = b.temp(format!("grad of layer {i} input"), len);
-                    b.op(Row2Im {
-                        cols: dcols,
-                        x: dx,
-                        g: win,
-                    });
+                    // In slices of the batch where the gradient of the full batch's patches
+                    // would not fit one buffer; each slice's images are contiguous in dZ and dX.
+                    // As many slices for a smaller batch (the last ones may be empty).
+                    let per_image = win.oh() * win.ow() * win.patch();
+                    let full = bounds.batch.max(rows);
+                    let per = slice_rows(full, per_image, bounds.max_buffer_bytes);
+                    let slices = full.div_ceil(per);
+                    for s in 0..slices {
+                        let start = (s * per).min(rows);
+                        let n = per.min(rows - start);
+                        let part = window(layer, shape, n);
+                        let name = if slices == 1 {
+                            format!("grad of layer {i} patches")
+                        } else {
+                            format!("grad of layer {i} patches, slice {} of {slices}", s + 1)
+                        };
+                        let dcols = b.temp(name, part.positions() * part.patch());
+                        let positions = start * win.oh() * win.ow();
+                        // d patches = dZ · W: (batch·oh·ow, out) · (out, c·kh·kw)
+                        b.op(Matmul::new(
+                            g.slice(positions * out_channels, part.positions() * out_channels),
+                            w,
+                            dcols,
+                            MatmulDims {
+                                m: part.positions(),
+                                k: out_channels,
+                                n: part.patch(),
+                                trans_a: false,
+                                trans_b: false,
+                            },
+                        ));
+                        let image = shape.len();
+                        b.op(Row2Im {
+                            cols: dcols,
+                            x: dx.slice(start * image, n * image),
+                            g: part,
+                        });
+                    }
                     *g = dx;
                 }
             }

@@ -65,7 +65,7 @@ pub use resident::ResidentData;
 #[cfg(test)]
 mod tests {
     use super::assign::{assign, verify};
-    use super::lower::{Training, lower};
+    use super::lower::{Bounds, Training, lower};
     use super::*;
     use crate::model::{Activation, Layer, LossKind, ModelSpec, ParamLayout};
     use crate::ops::{Epilogue, Op};
@@ -82,7 +82,14 @@ mod tests {
 
     fn plan(spec: &ModelSpec, mode: Mode, rows: usize, fuse: bool, reg: Regularization) -> Plan {
         let layout = ParamLayout::new(spec);
-        let mut p = lower(spec, &layout, mode, rows, Some(&training(reg)));
+        let mut p = lower(
+            spec,
+            &layout,
+            mode,
+            rows,
+            Some(&training(reg)),
+            Bounds::unbounded(rows),
+        );
         if fuse {
             fuse::fuse(&mut p, rows);
         }
@@ -218,5 +225,83 @@ mod tests {
         );
         // Evaluation holds the input, one hidden layer's output at a time, and the logits.
         assert!(a.slots.len() <= 4, "{a:?}\n{p}");
+    }
+
+    /// The CNN preset's training plan at batch 1024 under a 128 MiB binding (lavapipe's, many
+    /// integrated GPUs'): no value takes more, the patches are read in place, their gradient
+    /// is made in slices, and the plan of a smaller last batch has the same ops and values (so
+    /// it can share the full batch's buffers). Both verify.
+    #[test]
+    fn the_cnn_at_batch_1024_keeps_every_value_within_a_128_mib_binding() {
+        use crate::data::Scale;
+        use crate::model::Sequential;
+        let spec = Sequential::images(28, 28, 1, Scale::ZeroOne)
+            .conv_with(32, [3, 3], [1, 1], [1, 1])
+            .relu()
+            .conv_with(32, [3, 3], [1, 1], [1, 1])
+            .relu()
+            .max_pool(2)
+            .conv_with(64, [3, 3], [1, 1], [1, 1])
+            .relu()
+            .conv_with(64, [3, 3], [1, 1], [1, 1])
+            .relu()
+            .max_pool(2)
+            .dense(256)
+            .relu()
+            .dense(10)
+            .cross_entropy()
+            .unwrap();
+        let layout = ParamLayout::new(&spec);
+        let cap = 128 << 20;
+        let bounds = Bounds {
+            max_buffer_bytes: cap,
+            batch: 1024,
+        };
+        let lowered = |rows| {
+            let mut p = lower(
+                &spec,
+                &layout,
+                Mode::Train,
+                rows,
+                Some(&training(Default::default())),
+                bounds,
+            );
+            fuse::fuse(&mut p, 1024);
+            p
+        };
+        let full = lowered(1024);
+        for v in &full.values {
+            assert!((v.len as u64) * 4 <= cap, "{} has {} words", v.name, v.len);
+        }
+        let printed = full.to_string();
+        // The first convolution's patches (28.9 MB) fit and are kept; the others' do not.
+        let named = |name: &str| full.values.iter().any(|v| v.name == name);
+        assert!(named("layer 0 patches"), "{printed}");
+        for i in [2, 5, 7] {
+            assert!(!named(&format!("layer {i} patches")), "{printed}");
+        }
+        assert!(printed.contains("implicit im2col of b"), "{printed}");
+        assert!(
+            printed.contains("grad of layer 2 patches, slice 7 of 7"),
+            "{printed}"
+        );
+        verify(&full, &assign(&full)).unwrap();
+        // 8000 rows in batches of 1024 leave 832; 3 leaves slices with no image.
+        for rows in [832, 3] {
+            let small = lowered(rows);
+            assert_eq!(small.ops.len(), full.ops.len(), "{rows} rows");
+            assert_eq!(small.values.len(), full.values.len(), "{rows} rows");
+            verify(&small, &assign(&small)).unwrap();
+        }
+        // Unbounded (the CPU), the same network keeps its patch matrices.
+        let p = lower(
+            &spec,
+            &layout,
+            Mode::Train,
+            1024,
+            Some(&training(Default::default())),
+            Bounds::unbounded(1024),
+        );
+        assert!(p.to_string().contains("layer 2 patches"));
     }
 }

@@ -320,12 +320,23 @@ pub struct Recipe {
 impl Recipe {
     /// The plan for `rows` rows: lowered, then fused unless the options say not to.
     pub fn plan(&self, rows: usize) -> Plan {
+        self.plan_within(rows, u64::MAX)
+    }
+
+    /// The plan for `rows` rows on a backend whose largest binding is `max_buffer_bytes`
+    /// ([`Backend::max_buffer_bytes`]): a convolution's patches that would exceed it are read
+    /// in place and their gradient made in slices of the batch.
+    pub fn plan_within(&self, rows: usize, max_buffer_bytes: u64) -> Plan {
         let mut plan = super::lower::lower(
             &self.spec,
             &self.layout,
             self.mode,
             rows,
             self.training.as_ref(),
+            super::lower::Bounds {
+                max_buffer_bytes,
+                batch: self.batch,
+            },
         );
         if self.options.fuse {
             super::fuse::fuse(&mut plan, self.batch);
@@ -364,15 +375,16 @@ impl ProgramCache {
                 "a batch of {rows} rows from a program compiled for at most {batch}"
             )));
         }
+        let max_bytes = b.max_buffer_bytes();
         if self.programs.is_empty() {
-            let plan = self.recipe.plan(batch);
+            let plan = self.recipe.plan_within(batch, max_bytes);
             self.programs
                 .push(Program::new(b, pool, plan, &self.recipe.persistent)?);
         }
         let i = match self.programs.iter().position(|p| p.rows() == rows) {
             Some(i) => i,
             None => {
-                let plan = self.recipe.plan(rows);
+                let plan = self.recipe.plan_within(rows, max_bytes);
                 let p = Program::smaller(&self.programs[0], plan, &self.recipe.persistent)?;
                 self.programs.push(p);
                 self.programs.len() - 1

@@ -140,6 +140,11 @@ impl Model {
         &self.layout
     }
 
+    /// The most bytes one op's operand may take on the backend ([`Backend::max_buffer_bytes`]).
+    pub fn max_buffer_bytes(&self) -> u64 {
+        self.backend.max_buffer_bytes()
+    }
+
     /// The backend the model lives on.
     pub fn backend(&mut self) -> &mut dyn Backend {
         self.backend.as_mut()

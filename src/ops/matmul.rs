@@ -88,12 +88,31 @@ pub struct Matmul {
     pub dims: MatmulDims,
     /// What runs on the product before it is stored in `c`.
     pub epilogue: Epilogue,
-    /// Implicit GEMM: `a` is a batch of NHWC images and `op(a)` is their patch matrix under
-    /// this window ([`super::Im2Row`]'s `cols`; m = positions, k = patch), which the product
-    /// reads from the images in place instead of from an im2col buffer: a convolution's
-    /// forward where nothing needs the patches afterwards (evaluation, prediction). Not with
-    /// `trans_a` or column sums.
-    pub patches: Option<super::Window>,
+    /// Implicit GEMM: one operand is a batch of NHWC images read as their patch matrix.
+    pub patches: Option<Patches>,
+}
+
+/// Implicit GEMM: the operand of a product that is a batch of NHWC images whose patch matrix
+/// under a window ([`super::Im2Row`]'s `cols`) the product reads in place, instead of from an
+/// im2col buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Patches {
+    /// `op(a)` (m = positions, k = patch), untransposed, without column sums: a convolution's
+    /// forward `patches · Wᵀ`, where nothing needs the patches afterwards (evaluation,
+    /// prediction, and training where the patch matrix would not fit one buffer).
+    A(super::Window),
+    /// `op(b)` (k = positions, n = patch), untransposed, with `trans_a`: a convolution's weight
+    /// gradient `dZᵀ · patches` where the patch matrix would not fit one buffer.
+    B(super::Window),
+}
+
+impl Patches {
+    /// The window whose patches the operand is.
+    pub fn window(self) -> super::Window {
+        match self {
+            Patches::A(g) | Patches::B(g) => g,
+        }
+    }
 }
 
 impl Matmul {
@@ -167,13 +186,17 @@ impl Rules for Matmul {
 
     fn check(&self) -> Result<()> {
         let MatmulDims { m, k, n, .. } = self.dims;
+        let (a_len, b_len) = (m * k, k * n);
         match self.patches {
-            None => need("matmul a", self.a, m * k, DType::F32)?,
-            Some(g) => {
+            None => {
+                need("matmul a", self.a, a_len, DType::F32)?;
+                need("matmul b", self.b, b_len, DType::F32)?;
+            }
+            Some(Patches::A(g)) => {
                 g.check()?;
                 if self.dims.trans_a || matches!(self.epilogue, Epilogue::ColSums(_)) {
                     return Err(Error::Shape(
-                        "a matmul over implicit patches takes them untransposed, without \
+                        "a matmul over implicit patches of a takes them untransposed, without \
                          column sums"
                             .into(),
                     ));
@@ -187,9 +210,29 @@ impl Rules for Matmul {
                     )));
                 }
                 need("matmul a (images)", self.a, g.input_len(), DType::F32)?;
+                need("matmul b", self.b, b_len, DType::F32)?;
+            }
+            Some(Patches::B(g)) => {
+                g.check()?;
+                if self.dims.trans_b || !self.dims.trans_a {
+                    return Err(Error::Shape(
+                        "a matmul over implicit patches of b takes them untransposed, with a \
+                         transposed (a weight gradient dZᵀ · patches)"
+                            .into(),
+                    ));
+                }
+                if (k, n) != (g.positions(), g.patch()) {
+                    return Err(Error::Shape(format!(
+                        "a matmul over the patches of {} needs k = {} and n = {}, not {k} and {n}",
+                        g.describe(),
+                        g.positions(),
+                        g.patch()
+                    )));
+                }
+                need("matmul a", self.a, a_len, DType::F32)?;
+                need("matmul b (images)", self.b, g.input_len(), DType::F32)?;
             }
         }
-        need("matmul b", self.b, k * n, DType::F32)?;
         need("matmul c", self.c, m * n, DType::F32)?;
         distinct("matmul c", self.c, &[self.a, self.b])?;
         if let Some(bias) = self.bias {
@@ -250,12 +293,18 @@ impl Rules for Matmul {
         let bias = if self.bias.is_some() { " +bias" } else { "" };
         let mut name = format!("matmul {} {m}x{k}x{n}{bias}", form(d));
         // Implicit patches: the images are what is read.
-        let a_len = self.patches.map_or(m * k, |g| g.input_len());
-        if self.patches.is_some() {
-            name += " (implicit im2col)";
+        let (a_len, b_len) = match self.patches {
+            None => (m * k, k * n),
+            Some(Patches::A(g)) => (g.input_len(), k * n),
+            Some(Patches::B(g)) => (m * k, g.input_len()),
+        };
+        match self.patches {
+            Some(Patches::A(_)) => name += " (implicit im2col)",
+            Some(Patches::B(_)) => name += " (implicit im2col of b)",
+            None => {}
         }
         let mut bytes =
-            words(a_len + k * n + m * n) + if self.bias.is_some() { words(n) } else { 0.0 };
+            words(a_len + b_len + m * n) + if self.bias.is_some() { words(n) } else { 0.0 };
         match self.epilogue {
             Epilogue::None => {}
             Epilogue::Act(act) => name += &format!(" +{}", act_name(act)),
@@ -285,16 +334,21 @@ impl Rules for Matmul {
             // Implicit patches: the reference builds the patch matrix, as Im2Row does, in a
             // buffer kept from call to call (fresh megabytes per batch cost page faults).
             let mut scratch = PATCHES.take();
-            let a = match self.patches {
-                None => &mem.f32s(self.a)[..m * k],
-                Some(g) => {
+            let (a, b) = match self.patches {
+                None => (&mem.f32s(self.a)[..m * k], &mem.f32s(self.b)[..k * n]),
+                Some(Patches::A(g)) => {
                     scratch.resize(scratch.len().max(m * k), 0.0);
                     let x = &mem.f32s(self.a)[..g.input_len()];
                     super::conv::fill_patches(g, x, &mut scratch[..m * k]);
-                    &scratch[..m * k]
+                    (&scratch[..m * k], &mem.f32s(self.b)[..k * n])
+                }
+                Some(Patches::B(g)) => {
+                    scratch.resize(scratch.len().max(k * n), 0.0);
+                    let x = &mem.f32s(self.b)[..g.input_len()];
+                    super::conv::fill_patches(g, x, &mut scratch[..k * n]);
+                    (&mem.f32s(self.a)[..m * k], &scratch[..k * n])
                 }
             };
-            let b = &mem.f32s(self.b)[..k * n];
             let av = if d.trans_a {
                 ArrayView2::from_shape((k, m), a).map(|v| v.reversed_axes())
             } else {
@@ -589,7 +643,7 @@ mod tests {
         };
         crate::ops::run(&mut be, product(cols, c1)).unwrap();
         let implicit = Matmul {
-            patches: Some(g),
+            patches: Some(Patches::A(g)),
             ..product(x, c2)
         };
         crate::ops::run(&mut be, implicit.clone()).unwrap();
@@ -617,5 +671,56 @@ mod tests {
             epilogue: Epilogue::ColSums(sums),
             ..implicit.clone()
         });
+        // The weight gradient dZᵀ · patches over the patches of b read in place, with the bias
+        // gradient beside it: bit for bit the product over the patch matrix.
+        let dz = buf(&mut be, &rand(m * n));
+        let (dw1, dw2) = (
+            buf(&mut be, &vec![0.0; n * k]),
+            buf(&mut be, &vec![0.0; n * k]),
+        );
+        let (db1, db2) = (buf(&mut be, &vec![0.0; n]), buf(&mut be, &vec![0.0; n]));
+        let wdims = MatmulDims {
+            m: n,
+            k: m,
+            n: k,
+            trans_a: true,
+            trans_b: false,
+        };
+        let explicit = Matmul {
+            epilogue: Epilogue::ColSums(db1),
+            ..Matmul::new(dz, cols, dw1, wdims)
+        };
+        crate::ops::run(&mut be, explicit).unwrap();
+        let implicit_b = Matmul {
+            epilogue: Epilogue::ColSums(db2),
+            patches: Some(Patches::B(g)),
+            ..Matmul::new(dz, x, dw2, wdims)
+        };
+        crate::ops::run(&mut be, implicit_b.clone()).unwrap();
+        assert_eq!(be.read_f32(dw1).unwrap(), be.read_f32(dw2).unwrap());
+        assert_eq!(be.read_f32(db1).unwrap(), be.read_f32(db2).unwrap());
+        for dims in [
+            MatmulDims {
+                trans_b: true,
+                ..wdims
+            },
+            MatmulDims {
+                trans_a: false,
+                ..wdims
+            },
+            MatmulDims { k: m - 1, ..wdims },
+        ] {
+            let e = Matmul {
+                dims,
+                ..implicit_b.clone()
+            }
+            .check()
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("implicit patches") || e.contains("needs k"),
+                "{e}"
+            );
+        }
     }
 }

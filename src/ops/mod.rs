@@ -33,7 +33,7 @@ pub use conv::{Im2Row, Row2Im, Window};
 pub use dropout::{Dropout, MaskMul};
 pub use gather::{Gather, GatherLabels, Shift};
 pub use loss::Loss;
-pub use matmul::{Epilogue, Matmul, MatmulDims, SoftmaxCe};
+pub use matmul::{Epilogue, Matmul, MatmulDims, Patches, SoftmaxCe};
 pub use optimizer::{Clip, Penalty, Regularize, Update, UpdateParams};
 pub use permute::Flatten;
 pub use pool::{AvgPool, AvgPoolGrad, MaxPool, MaxPoolGrad};

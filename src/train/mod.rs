@@ -368,7 +368,8 @@ impl Trainer {
 
     /// The plan of a training step on `rows` rows, as the trainer runs it (for printing).
     pub fn plan(&self, rows: usize) -> Plan {
-        self.recipe().plan(rows)
+        self.recipe()
+            .plan_within(rows, self.model.max_buffer_bytes())
     }
 
     /// Uploads a data set once, for training or evaluation with this model.

@@ -51,6 +51,10 @@ static SOFTMAX_BACKWARD: KernelSpec = KernelSpec {
     storage: BACKWARD_STORAGE,
 };
 
+/// Every kernel this launcher records (the tests check each against WebGPU's limits).
+pub(super) static KERNELS: &[&KernelSpec] =
+    &[&FORWARD, &BACKWARD, &SOFTMAX_FORWARD, &SOFTMAX_BACKWARD];
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Dims {

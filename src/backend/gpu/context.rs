@@ -26,6 +26,14 @@ pub(crate) struct KernelSpec {
     pub storage: &'static [(u32, bool)],
 }
 
+/// A shader compiled for the device, and as naga parsed it (what its kernels need is read from
+/// that before their pipelines are made).
+#[derive(Clone)]
+struct Module {
+    wgpu: Arc<wgpu::ShaderModule>,
+    parsed: Arc<super::reflect::Parsed>,
+}
+
 /// A compiled kernel: its bind-group layout and pipeline.
 pub(crate) struct Kernel {
     pub layout: wgpu::BindGroupLayout,
@@ -64,13 +72,18 @@ pub struct AdapterSummary {
     pub min_storage_buffer_offset_alignment: u32,
     /// Timestamp queries around compute passes: per-kernel times in `wgtrain bench`.
     pub timestamp_query: bool,
+    /// The adapter `auto` (no `--adapter`) opens: see [`auto_pick`].
+    pub auto: bool,
 }
 
 pub(crate) struct Context {
+    /// `WGTRAIN_VALIDATION=1`: the validation layer's messages are errors (validation.rs).
+    validated: bool,
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
-    /// The adapter's own limits, which the device was opened with.
+    /// The limits the device was opened with: the adapter's own, or WebGPU's defaults (see
+    /// `limits_from_env`).
     pub limits: wgpu::Limits,
     /// The optional features the device was opened with: those of [`OPTIONAL_FEATURES`] the
     /// adapter has.
@@ -78,7 +91,7 @@ pub(crate) struct Context {
     /// The first error wgpu reported outside an error scope (validation, out of memory, device
     /// lost), until a call returns it.
     errors: Arc<Mutex<Option<String>>>,
-    modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
+    modules: Mutex<HashMap<&'static str, Module>>,
     kernels: Mutex<HashMap<&'static str, Arc<Kernel>>>,
     traffic: [AtomicU64; 8],
 }
@@ -127,7 +140,14 @@ const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY;
 
 fn instance() -> wgpu::Instance {
     // WGPU_BACKEND (e.g. `vulkan`) and the other WGPU_* variables narrow the choice.
-    let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    // The validation layer where WGTRAIN_VALIDATION=1 (or WGPU_VALIDATION) asks for it, not
+    // by default in every build with debug assertions (see validation.rs).
+    if super::validation::requested() {
+        desc.flags.insert(wgpu::InstanceFlags::VALIDATION);
+    } else if std::env::var_os("WGPU_VALIDATION").is_none() {
+        desc.flags.remove(wgpu::InstanceFlags::VALIDATION);
+    }
     #[cfg(target_os = "linux")]
     if desc.backends.contains(wgpu::Backends::VULKAN)
         && let Some(instance) = compute_only_vulkan_instance(&desc)
@@ -193,15 +213,106 @@ fn compute_only_vulkan_instance(desc: &wgpu::InstanceDescriptor) -> Option<wgpu:
     }
 }
 
+/// The limits a device is opened with: the adapter's own, or with `WGTRAIN_LIMITS=webgpu`
+/// WebGPU's defaults (`wgpu::Limits::default()`: 16 KiB of workgroup memory, 8 storage buffers
+/// per stage, 128 MiB bindings, 256-byte offset alignment as on DX12 and Metal), the least any
+/// conforming implementation offers: the test suite run that way shows that nothing depends on
+/// what a permissive driver (lavapipe) happens to allow. `WGTRAIN_LIMITS=adapter` is the
+/// default.
+fn limits_from_env(adapter: &wgpu::Limits) -> Result<wgpu::Limits> {
+    match std::env::var("WGTRAIN_LIMITS").as_deref() {
+        Err(_) | Ok("adapter") => Ok(adapter.clone()),
+        Ok("webgpu") => {
+            let webgpu = wgpu::Limits::default();
+            let mut short = Vec::new();
+            webgpu.check_limits_with_fail_fn(adapter, false, |name, want, has| {
+                short.push(format!("{name}: {has} where WebGPU's default is {want}"))
+            });
+            if !short.is_empty() {
+                return Err(Error::Config(format!(
+                    "WGTRAIN_LIMITS=webgpu: this adapter offers less than WebGPU's defaults ({})",
+                    short.join(", ")
+                )));
+            }
+            Ok(webgpu)
+        }
+        Ok(other) => Err(Error::Config(format!(
+            "WGTRAIN_LIMITS={other:?} is neither `adapter` (the default) nor `webgpu`"
+        ))),
+    }
+}
+
+/// With `WGTRAIN_VALIDATION=1`, an error unless the Khronos validation layer is there (wgpu
+/// would otherwise run without it and nothing would be checked).
+fn require_validation_layer(instance: &wgpu::Instance) -> Result<()> {
+    let missing = || {
+        Err(Error::Config(
+            "WGTRAIN_VALIDATION=1 but the Vulkan validation layer VK_LAYER_KHRONOS_validation is \
+             not installed (Debian: apt-get install vulkan-validationlayers)"
+                .into(),
+        ))
+    };
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: only lists the layers the Vulkan loader offers.
+        let Some(hal) = (unsafe { instance.as_hal::<wgpu::hal::vulkan::Api>() }) else {
+            return missing();
+        };
+        let layers = unsafe {
+            hal.shared_instance()
+                .entry()
+                .enumerate_instance_layer_properties()
+        }
+        .unwrap_or_default();
+        let found = layers
+            .iter()
+            .any(|l| l.layer_name_as_c_str() == Ok(c"VK_LAYER_KHRONOS_validation"));
+        if found { Ok(()) } else { missing() }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (instance, missing);
+        Err(Error::Config(
+            "WGTRAIN_VALIDATION=1 checks with the Vulkan validation layer, which wgtrain opens \
+             on Linux only"
+                .into(),
+        ))
+    }
+}
+
 fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
     let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
     pollster::block_on(instance.enumerate_adapters(backends))
 }
 
+/// The adapter `auto` opens among adapters of these types (in `--adapter` order): a discrete
+/// GPU, else an integrated one, else a virtual one (a GPU passed through to a virtual machine),
+/// else one of a type the driver does not say, else a software adapter (lavapipe, WARP); the
+/// first of its rank where several tie. `None` for an empty list.
+///
+/// ```
+/// use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu};
+/// // A laptop whose driver lists the integrated GPU first still trains on the discrete one.
+/// assert_eq!(wgtrain::backend::gpu::auto_pick(&[Cpu, IntegratedGpu, DiscreteGpu]), Some(2));
+/// ```
+pub fn auto_pick(types: &[wgpu::DeviceType]) -> Option<usize> {
+    let rank = |t: &wgpu::DeviceType| match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    // `min_by_key` keeps the first of equal keys: ties go by index.
+    (0..types.len()).min_by_key(|&i| rank(&types[i]))
+}
+
 /// Every adapter wgpu finds, in the order `--adapter` indexes them.
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    adapters(&instance())
-        .iter()
+    let all = adapters(&instance());
+    let types: Vec<_> = all.iter().map(|a| a.get_info().device_type).collect();
+    let pick = auto_pick(&types);
+    all.iter()
         .enumerate()
         .map(|(index, a)| {
             let info = a.get_info();
@@ -220,16 +331,24 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
                 max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
                 min_storage_buffer_offset_alignment: l.min_storage_buffer_offset_alignment,
                 timestamp_query: a.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+                auto: pick == Some(index),
             }
         })
         .collect()
 }
 
 impl Context {
-    /// Opens adapter `index` (as [`list_adapters`] numbers them), or by default the first that
-    /// is not a CPU emulation, or else any (a software driver such as lavapipe still works).
+    /// Opens adapter `index` (as [`list_adapters`] numbers them), or by default the one
+    /// [`auto_pick`] ranks first (a software driver such as lavapipe where there is no GPU).
     pub fn open(index: Option<usize>) -> Result<Arc<Context>> {
+        let validated = super::validation::requested();
+        if validated {
+            super::validation::install()?;
+        }
         let instance = instance();
+        if validated {
+            require_validation_layer(&instance)?;
+        }
         let mut all = adapters(&instance);
         let count = all.len();
         let adapter = match index {
@@ -241,11 +360,8 @@ impl Context {
                 )));
             }
             None => {
-                let pick = all
-                    .iter()
-                    .position(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
-                    .or(if count > 0 { Some(0) } else { None });
-                match pick {
+                let types: Vec<_> = all.iter().map(|a| a.get_info().device_type).collect();
+                match auto_pick(&types) {
                     Some(i) => all.swap_remove(i),
                     None => {
                         let narrowed = match std::env::var("WGPU_BACKEND") {
@@ -262,7 +378,7 @@ impl Context {
             }
         };
         let info = adapter.get_info();
-        let limits = adapter.limits();
+        let limits = limits_from_env(&adapter.limits())?;
         let features = adapter.features() & OPTIONAL_FEATURES;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgtrain"),
@@ -294,6 +410,7 @@ impl Context {
             }
         });
         Ok(Arc::new(Context {
+            validated,
             device,
             queue,
             info,
@@ -331,8 +448,12 @@ impl Context {
         }
     }
 
-    /// Returns (and clears) the first error wgpu reported since the last check.
+    /// Returns (and clears) the first error wgpu reported since the last check, or with
+    /// `WGTRAIN_VALIDATION=1` the validation layer's messages.
     pub fn check(&self) -> Result<()> {
+        if self.validated {
+            super::validation::take()?;
+        }
         let mut s = self.errors.lock().unwrap_or_else(|p| p.into_inner());
         match s.take() {
             Some(msg) => Err(Error::Device(msg)),
@@ -360,7 +481,17 @@ impl Context {
         if let Some(k) = self.lock_kernels().get(spec.label) {
             return Ok(k.clone());
         }
+        debug_assert!(
+            super::kernels().any(|k| std::ptr::eq(k, spec)),
+            "kernel {} is missing from its launcher's KERNELS",
+            spec.label
+        );
         let module = self.module(spec.shader)?;
+        // wgpu 30 checks no kernel's workgroup memory against the limit, and a driver that
+        // does would refuse the pipeline with a less helpful message.
+        let needs = super::reflect::needs(&module.parsed, spec)?;
+        super::reflect::check(spec, &needs, &self.limits)?;
+        let module = module.wgpu;
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -418,25 +549,59 @@ impl Context {
         Ok(kernel)
     }
 
-    fn module(&self, shader: &'static Shader) -> Result<Arc<wgpu::ShaderModule>> {
+    fn module(&self, shader: &'static Shader) -> Result<Module> {
         let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = modules.get(shader.name) {
             return Ok(m.clone());
         }
+        let parsed = Arc::new(super::reflect::parse(shader)?);
         let m = self.scoped(&format!("compiling shaders/{}", shader.name), || {
             self.device
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(shader.name),
-                    source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                    // The module naga parsed for `parsed`, not the WGSL again: one parse, and
+                    // wgpu then attaches no WGSL source to the SPIR-V it writes (with debug
+                    // info on, an `OpSource WGSL` that the SPIR-V validator of Debian 12's
+                    // validation layer rejects as an unknown language).
+                    source: wgpu::ShaderSource::Naga(std::borrow::Cow::Owned(
+                        parsed.module().clone(),
+                    )),
                 })
         })?;
-        let m = Arc::new(m);
+        let m = Module {
+            wgpu: Arc::new(m),
+            parsed,
+        };
         modules.insert(shader.name, m.clone());
         Ok(m)
     }
 
     fn lock_kernels(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Arc<Kernel>>> {
         self.kernels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod pick_tests {
+    use super::auto_pick;
+    use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu, Other, VirtualGpu};
+
+    #[test]
+    fn auto_ranks_discrete_integrated_virtual_other_then_software() {
+        assert_eq!(auto_pick(&[]), None);
+        assert_eq!(auto_pick(&[Cpu]), Some(0));
+        assert_eq!(auto_pick(&[IntegratedGpu, DiscreteGpu]), Some(1));
+        assert_eq!(auto_pick(&[DiscreteGpu, IntegratedGpu]), Some(0));
+        assert_eq!(auto_pick(&[Cpu, VirtualGpu, IntegratedGpu]), Some(2));
+        assert_eq!(auto_pick(&[Cpu, Other, VirtualGpu]), Some(2));
+        assert_eq!(auto_pick(&[Cpu, Other]), Some(1));
+        // Ties go to the lower index.
+        assert_eq!(
+            auto_pick(&[Cpu, DiscreteGpu, IntegratedGpu, DiscreteGpu]),
+            Some(1)
+        );
+        assert_eq!(auto_pick(&[Cpu, Cpu]), Some(0));
+        assert_eq!(auto_pick(&[IntegratedGpu, Cpu, IntegratedGpu]), Some(0));
     }
 }
 

@@ -35,6 +35,9 @@ static ROW2IM: KernelSpec = KernelSpec {
     storage: STORAGE,
 };
 
+/// Every kernel this launcher records (the tests check each against WebGPU's limits).
+pub(super) static KERNELS: &[&KernelSpec] = &[&IM2ROW, &ROW2IM];
+
 /// The uniform block of `shaders/window.wgsl`, shared with the pooling launcher.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

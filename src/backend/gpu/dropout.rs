@@ -33,6 +33,9 @@ static MASK_MUL: KernelSpec = KernelSpec {
     storage: &[(1, false), (2, false), (3, false)],
 };
 
+/// Every kernel this launcher records (the tests check each against WebGPU's limits).
+pub(super) static KERNELS: &[&KernelSpec] = &[&FORWARD, &MASK_MUL];
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Dims {

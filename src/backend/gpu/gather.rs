@@ -43,6 +43,9 @@ static LABELS: KernelSpec = KernelSpec {
     storage: STORAGE,
 };
 
+/// Every kernel this launcher records (the tests check each against WebGPU's limits).
+pub(super) static KERNELS: &[&KernelSpec] = &[&ROWS_U8, &ROWS_F32, &LABELS];
+
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Dims {

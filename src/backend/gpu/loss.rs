@@ -34,6 +34,9 @@ const fn spec(label: &'static str) -> KernelSpec {
 static PER_ROW: KernelSpec = spec("per_row");
 static ACCUMULATE: KernelSpec = spec("accumulate");
 
+/// Every kernel this launcher records (the tests check each against WebGPU's limits).
+pub(super) static KERNELS: &[&KernelSpec] = &[&PER_ROW, &ACCUMULATE];
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Dims {

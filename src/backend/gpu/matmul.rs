@@ -12,7 +12,7 @@ use super::tune::{self, Tuner};
 use super::{GpuBackend, WG};
 use crate::Result;
 use crate::backend::{Backend, Buf, DType};
-use crate::ops::{ColSum, Epilogue, Matmul, MatmulDims, OpLabel, Rules, Window};
+use crate::ops::{ColSum, Epilogue, Matmul, MatmulDims, OpLabel, Patches, Rules};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -82,6 +82,13 @@ const FINE_NT: &[(&str, f64)] = &[("TRANS_A", 0.0), ("TRANS_B", 1.0), ("SIDE", 8
 const FINE_TN: &[(&str, f64)] = &[("TRANS_A", 1.0), ("TRANS_B", 0.0), ("SIDE", 8.0)];
 const FINE_TT: &[(&str, f64)] = &[("TRANS_A", 1.0), ("TRANS_B", 1.0), ("SIDE", 8.0)];
 const IM2COL_NT: &[(&str, f64)] = &[("TRANS_A", 0.0), ("TRANS_B", 1.0), ("IM2COL", 1.0)];
+const IM2COL_B_TN: &[(&str, f64)] = &[("TRANS_A", 1.0), ("TRANS_B", 0.0), ("IM2COL_B", 1.0)];
+const IM2COL_B_FINE_TN: &[(&str, f64)] = &[
+    ("TRANS_A", 1.0),
+    ("TRANS_B", 0.0),
+    ("IM2COL_B", 1.0),
+    ("SIDE", 8.0),
+];
 const IM2COL_FINE_NT: &[(&str, f64)] = &[
     ("TRANS_A", 0.0),
     ("TRANS_B", 1.0),
@@ -115,8 +122,40 @@ static TT_BIG: KernelSpec = spec("matmul_big_at_bt", "matmul_big", FORM_TT);
 static IM2COL_FINE: KernelSpec = spec("matmul_fine_im2col_bt", "matmul", IM2COL_FINE_NT);
 static IM2COL: KernelSpec = spec("matmul_im2col_bt", "matmul", IM2COL_NT);
 static IM2COL_BIG: KernelSpec = spec("matmul_big_im2col_bt", "matmul_big", IM2COL_NT);
+/// A convolution's weight gradient (dZᵀ · patches, the patches of the images in `b` read in
+/// place), on each of the three tiles.
+static IM2COL_B_FINE: KernelSpec = spec("matmul_fine_at_im2col_b", "matmul", IM2COL_B_FINE_TN);
+static IM2COL_B: KernelSpec = spec("matmul_at_im2col_b", "matmul", IM2COL_B_TN);
+static IM2COL_B_BIG: KernelSpec = spec("matmul_big_at_im2col_b", "matmul_big", IM2COL_B_TN);
 /// The sum of a split-K product's partials (read through `a`), plus bias and epilogue.
 static SPLIT_SUM: KernelSpec = spec("matmul_split_sum", "matmul_split_sum", &[]);
+
+/// Every kernel this launcher records (the tests check each against WebGPU's limits).
+pub(super) static KERNELS: &[&KernelSpec] = &[
+    &NN_FINE,
+    &NT_FINE,
+    &TN_FINE,
+    &TT_FINE,
+    &NN_LOSS,
+    &NT_LOSS,
+    &TN_LOSS,
+    &TT_LOSS,
+    &NN,
+    &NT,
+    &TN,
+    &TT,
+    &NN_BIG,
+    &NT_BIG,
+    &TN_BIG,
+    &TT_BIG,
+    &IM2COL_FINE,
+    &IM2COL,
+    &IM2COL_BIG,
+    &IM2COL_B_FINE,
+    &IM2COL_B,
+    &IM2COL_B_BIG,
+    &SPLIT_SUM,
+];
 
 /// Output tile sides of the three kernels, as in the shader.
 const FINE_TILE: usize = 32;
@@ -455,9 +494,11 @@ impl GpuBackend {
 }
 
 /// The window fields of the uniform block: those of implicit `patches`, else zeros.
-fn window_dims(patches: Option<Window>) -> Dims {
+fn window_dims(patches: Option<Patches>) -> Dims {
     let zeros = bytemuck::Zeroable::zeroed();
-    let Some(g) = patches else { return zeros };
+    let Some(g) = patches.map(Patches::window) else {
+        return zeros;
+    };
     let u = |v: usize| v as u32;
     Dims {
         img_h: u(g.h),
@@ -500,11 +541,17 @@ fn launch(g: &mut GpuBackend, op: &Matmul, v: Variant) -> Result<()> {
         Epilogue::SoftmaxCe(ce) => Some(ce),
         _ => None,
     };
+    let implicit_a = matches!(patches, Some(Patches::A(_)));
+    let implicit_b = matches!(patches, Some(Patches::B(_)));
     let spec = match (d.trans_a, d.trans_b, tile) {
-        // (The plan refuses implicit patches with trans_a.)
-        (_, true, FINE_TILE) if patches.is_some() => &IM2COL_FINE,
-        (_, true, TILE) if patches.is_some() => &IM2COL,
-        (_, true, _) if patches.is_some() => &IM2COL_BIG,
+        // (The plan takes implicit patches of a only with trans_b and without trans_a, and
+        // those of b only with trans_a and without trans_b.)
+        (_, _, FINE_TILE) if implicit_a => &IM2COL_FINE,
+        (_, _, TILE) if implicit_a => &IM2COL,
+        (_, _, _) if implicit_a => &IM2COL_BIG,
+        (_, _, FINE_TILE) if implicit_b => &IM2COL_B_FINE,
+        (_, _, TILE) if implicit_b => &IM2COL_B,
+        (_, _, _) if implicit_b => &IM2COL_B_BIG,
         (false, false, _) if loss.is_some() => &NN_LOSS,
         (false, true, _) if loss.is_some() => &NT_LOSS,
         (true, false, _) if loss.is_some() => &TN_LOSS,

@@ -17,10 +17,12 @@ mod permute;
 mod pool;
 mod recorder;
 mod reduce;
+mod reflect;
 mod timing;
 mod tune;
+mod validation;
 
-pub use context::{AdapterSummary, Traffic, list_adapters};
+pub use context::{AdapterSummary, Traffic, auto_pick, list_adapters};
 
 use super::{Backend, Buf, DType, KernelTime, check_write};
 use crate::Result;
@@ -32,6 +34,26 @@ pub use matmul::{
 use recorder::Recorder;
 use std::sync::{Arc, Mutex};
 pub use tune::{Choice, Tuner, default_path as tune_cache_path};
+
+/// Every kernel the launchers record, each an entry point of a shader with its override
+/// constants.
+fn kernels() -> impl Iterator<Item = &'static context::KernelSpec> {
+    [
+        activation::KERNELS,
+        conv::KERNELS,
+        dropout::KERNELS,
+        gather::KERNELS,
+        loss::KERNELS,
+        matmul::KERNELS,
+        optimizer::KERNELS,
+        permute::KERNELS,
+        pool::KERNELS,
+        reduce::KERNELS,
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
+}
 
 /// Invocations per workgroup of the 1-D kernels: `WG` of shaders/grid.wgsl.
 const WG: usize = 256;
@@ -53,6 +75,8 @@ pub struct GpuBackend {
     matmul_split: Option<usize>,
     /// Where split-K products keep their partial products (allocated by the first).
     split_scratch: Option<Buf>,
+    /// A cap below the adapter's binding limit on [`Backend::max_buffer_bytes`] (tests).
+    max_buffer: Option<u64>,
 }
 
 impl GpuBackend {
@@ -75,7 +99,7 @@ impl GpuBackend {
     }
 
     fn on(ctx: Arc<Context>, tuner: Option<Arc<Mutex<Tuner>>>) -> GpuBackend {
-        let rec = Recorder::new(&ctx.device, &ctx.limits);
+        let rec = Recorder::new(&ctx.device, &ctx.queue, &ctx.limits);
         GpuBackend {
             ctx,
             rec,
@@ -84,6 +108,7 @@ impl GpuBackend {
             chosen: Default::default(),
             matmul_split: matmul::split_from_env(),
             split_scratch: None,
+            max_buffer: None,
         }
     }
 
@@ -139,6 +164,14 @@ impl GpuBackend {
         assert!(split.is_none_or(|s| (1..=matmul::MAX_SPLIT).contains(&s)));
         self.matmul_split = split;
         self.chosen.clear();
+    }
+
+    /// Plans on this backend keep their values within `bytes` (and the adapter's limits), as
+    /// on an adapter with a smaller binding limit: tests exercise the plans such adapters get
+    /// on small models.
+    #[doc(hidden)]
+    pub fn set_max_buffer_bytes(&mut self, bytes: Option<u64>) {
+        self.max_buffer = bytes;
     }
 
     /// Test hook: destroys the device, as a driver reset or a removed GPU would, so tests can
@@ -267,6 +300,12 @@ impl Backend for GpuBackend {
 
     fn set_replay(&mut self, program: Option<u64>) {
         self.replay(program);
+    }
+
+    fn max_buffer_bytes(&self) -> u64 {
+        let l = &self.ctx.limits;
+        let limit = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
+        self.max_buffer.map_or(limit, |b| b.min(limit))
     }
 
     fn launches(&self) -> Option<crate::backend::Launches> {

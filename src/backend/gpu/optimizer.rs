@@ -34,6 +34,9 @@ static REGULARIZE: KernelSpec = KernelSpec {
     storage: &[(1, false), (2, false)],
 };
 
+/// Every kernel this launcher records (the tests check each against WebGPU's limits).
+pub(super) static KERNELS: &[&KernelSpec] = &[&UPDATE, &REGULARIZE];
+
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Dims {

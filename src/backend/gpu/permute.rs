@@ -22,6 +22,9 @@ static FLATTEN: KernelSpec = KernelSpec {
     storage: &[(1, true), (2, false)],
 };
 
+/// Every kernel this launcher records (the tests check each against WebGPU's limits).
+pub(super) static KERNELS: &[&KernelSpec] = &[&FLATTEN];
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Dims {

@@ -34,6 +34,9 @@ static MAX_POOL_GRAD: KernelSpec = spec("max_pool_grad");
 static AVG_POOL: KernelSpec = spec("avg_pool");
 static AVG_POOL_GRAD: KernelSpec = spec("avg_pool_grad");
 
+/// Every kernel this launcher records (the tests check each against WebGPU's limits).
+pub(super) static KERNELS: &[&KernelSpec] = &[&MAX_POOL, &MAX_POOL_GRAD, &AVG_POOL, &AVG_POOL_GRAD];
+
 /// Records `spec` over `n` invocations, binding the images `x`, the pooled images `y` and the
 /// positions `arg`.
 #[allow(clippy::too_many_arguments)]

@@ -132,20 +132,28 @@ pub(super) struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(device: &wgpu::Device, limits: &wgpu::Limits) -> Recorder {
+    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, limits: &wgpu::Limits) -> Recorder {
         let align = u64::from(limits.min_uniform_buffer_offset_alignment.max(1));
         let stride = UNIFORM_BYTES.div_ceil(align) * align;
         Recorder {
             allocs: Vec::new(),
-            dummy: zeroed(device, "unused binding", 16, wgpu::BufferUsages::STORAGE),
+            dummy: zeroed(
+                device,
+                queue,
+                "unused binding",
+                16,
+                wgpu::BufferUsages::STORAGE,
+            ),
             dummy_rw: zeroed(
                 device,
+                queue,
                 "unused writable binding",
                 16,
                 wgpu::BufferUsages::STORAGE,
             ),
             uniforms: zeroed(
                 device,
+                queue,
                 "kernel uniforms",
                 stride * u64::from(UNIFORM_SLOTS),
                 wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
@@ -174,14 +182,21 @@ impl Recorder {
     }
 }
 
-/// A new buffer of `size` bytes, zeroed, and known to wgpu as initialized from the start.
-/// (Created mapped, with wgpu's zeroed staging memory copied in before the next submission.)
-/// A buffer created unmapped is zeroed by wgpu on its first use instead, and every bind group
-/// made before that keeps an initialization check for each of its bindings, which wgpu then
-/// runs at every launch: measured on lavapipe, 1.1 us of host time per step of the standard
-/// MLP (10%), the two alternated in one process, both orders.
+/// A new buffer of `size` bytes (a multiple of 4), zeroed, and known to wgpu as initialized by
+/// the time this returns: cleared on the device (`clear_buffer`, a fill the device does) in a
+/// submission of its own, whose submission marks it initialized.
+///
+/// Why not leave it to wgpu: a buffer wgpu has not seen initialized is zeroed on its first use,
+/// and every bind group made before that (ours are made while the first step is recorded,
+/// before it is submitted) keeps an initialization check for each of its bindings, which wgpu
+/// then runs at every launch: measured on lavapipe, 1.1 us of host time per step of the
+/// standard MLP (10%). Why not create it mapped (which also marks it initialized): wgpu then
+/// allocates a host staging buffer of the buffer's size, zeroed, and copies it in, so set-up
+/// would hold host memory as large as the model's and the batch's device memory (hundreds of
+/// MB for the CNN), and on a discrete GPU copy it over the bus.
 fn zeroed(
     device: &wgpu::Device,
+    queue: &wgpu::Queue,
     label: &str,
     size: u64,
     usage: wgpu::BufferUsages,
@@ -189,10 +204,14 @@ fn zeroed(
     let buffer = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size,
-        usage,
-        mapped_at_creation: true,
+        usage: usage | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
     });
-    buffer.unmap();
+    let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("zeroing a new buffer"),
+    });
+    enc.clear_buffer(&buffer, 0, None);
+    queue.submit([enc.finish()]);
     buffer
 }
 
@@ -232,6 +251,7 @@ impl GpuBackend {
         let buffer = ctx.scoped(&format!("allocating `{label}` ({bytes} bytes)"), || {
             zeroed(
                 &ctx.device,
+                &ctx.queue,
                 label,
                 bytes,
                 wgpu::BufferUsages::STORAGE

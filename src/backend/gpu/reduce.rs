@@ -47,6 +47,9 @@ static SUM_SQUARES: KernelSpec = KernelSpec {
     storage: &[(1, true), (2, false)],
 };
 
+/// Every kernel this launcher records (the tests check each against WebGPU's limits).
+pub(super) static KERNELS: &[&KernelSpec] = &[&COL_SUM, &ACCUMULATE_STATS, &FILL, &SUM_SQUARES];
+
 const COLS: usize = 64;
 
 #[repr(C)]
