@@ -122,6 +122,11 @@ impl Bounds {
             batch,
         }
     }
+
+    /// The rows of the full batch, of which a plan for `rows` is a part.
+    fn full(self, rows: usize) -> usize {
+        self.batch.max(rows)
+    }
 }
 
 /// The plan of one step of `spec` in `mode` for batches of `rows` rows (at most
@@ -257,7 +262,7 @@ pub fn lower(
                     trans_b: true,
                 };
                 input_of[i] = cur;
-                let full = window(layer, shape, bounds.batch.max(rows));
+                let full = window(layer, shape, bounds.full(rows));
                 let keep = fits(full.positions() * full.patch(), bounds.max_buffer_bytes);
                 let (a, patches) = if train && keep {
                     // The weight gradient needs the patches: an explicit im2col buffer, kept.
@@ -383,14 +388,12 @@ fn fits(len: usize, max_bytes: u64) -> bool {
 }
 
 /// Rows per slice of a batch of `rows` whose values take `per_row` words a row, so that a
-/// slice's fits `max_bytes`: all of them where the whole batch's does, else as many as fit
-/// (at least one).
+/// slice's fits `max_bytes`: as many as fit, at least one, at most all of them.
 fn slice_rows(rows: usize, per_row: usize, max_bytes: u64) -> usize {
-    if fits(rows * per_row, max_bytes) {
-        return rows.max(1);
-    }
     let fit = max_bytes / (per_row as u64 * 4).max(1);
-    (fit as usize).clamp(1, rows.max(1))
+    usize::try_from(fit)
+        .unwrap_or(usize::MAX)
+        .clamp(1, rows.max(1))
 }
 
 /// What the forward pass left for the backward pass, per layer.
@@ -565,7 +568,7 @@ fn backward(
                     // would not fit one buffer; each slice's images are contiguous in dZ and dX.
                     // As many slices for a smaller batch (the last ones may be empty).
                     let per_image = win.oh() * win.ow() * win.patch();
-                    let full = bounds.batch.max(rows);
+                    let full = bounds.full(rows);
                     let per = slice_rows(full, per_image, bounds.max_buffer_bytes);
                     let slices = full.div_ceil(per);
                     for s in 0..slices {
